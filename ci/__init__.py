@@ -1,0 +1,1 @@
+"""Test suite, synthetic-data makers and repository checks (not shipped with a model)."""

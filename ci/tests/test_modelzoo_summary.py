@@ -1,0 +1,174 @@
+"""common/modelzoo_summary.py and common/modelzoo_test.sh, read back from disk."""
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from common import modelzoo_summary as ms
+from common.io_utils import InputError, atomic_write
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_summary_files_read_back(tmp_path, capsys):
+    losses = [2.5, 1.25, 0.625]
+    ms.write_summary(str(tmp_path), 'Net_for_TensorFlow', 32, 1, fps=64.0,
+                     accuracy=0.875, losses=losses, e2e_seconds=12.4, mode='perf')
+    name = 'Net_for_TensorFlow_bs32_1p_perf'
+    pairs = ms.read_summary(str(tmp_path / ('%s.log' % name)))
+    assert [k for k, _ in pairs] == list(ms.SUMMARY_KEYS)
+    values = dict(pairs)
+    assert values['Network'] == 'Net_for_TensorFlow'
+    assert values['RankSize'] == '1' and values['BatchSize'] == '32'
+    assert values['DeviceType'] == platform.machine()
+    assert values['CaseName'] == name
+    assert float(values['ActualFPS']) == 64.0
+    assert float(values['TrainingTime']) == pytest.approx(0.5)
+    assert float(values['TrainAccuracy']) == 0.875
+    assert float(values['ActualLoss']) == 0.625
+    assert values['E2ETrainingTime'] == '12'
+    with open(str(tmp_path / ('train_%s_loss.txt' % name))) as f:
+        assert [float(v) for v in f.read().split()] == losses
+    out = capsys.readouterr().out.splitlines()
+    assert out == ['------------------ Final result ------------------',
+                   'Final Performance images/sec : 64.00',
+                   'Final Train Accuracy : 0.875',
+                   'E2E Training Duration sec : 12']
+
+
+def test_summary_refuses_unmeasured_fps(tmp_path):
+    with pytest.raises(ValueError, match='FPS'):
+        ms.write_summary(str(tmp_path), 'N', 8, 1, None, 0.5, [1.0], 3)
+    with pytest.raises(ValueError, match='timed'):
+        ms.write_run_result(str(tmp_path / 'r.json'), None, 0.5, [1.0])
+    assert not os.listdir(str(tmp_path))
+
+
+def test_throughput_meter_skips_warmup(monkeypatch):
+    clock = iter([0.0, 10.0,   # warm-up step: 10 s, ignored
+                  10.0, 10.5, 10.5, 11.5])
+    monkeypatch.setattr(ms.time, 'time', lambda: next(clock))
+    meter = ms.ThroughputMeter(warmup=1)
+    assert meter.fps is None
+    for _ in range(3):
+        meter.start()
+        meter.stop(32)
+    assert meter.fps == pytest.approx(64 / 1.5)
+
+
+def test_run_result_round_trip_and_bad_file(tmp_path):
+    path = str(tmp_path / 'run.json')
+    ms.write_run_result(path, 12.5, None, [3, 2.5])
+    assert ms.read_run_result(path) == (12.5, None, [3.0, 2.5])
+    with open(path, 'w') as f:
+        f.write('{"fps": "fast"}')
+    with pytest.raises(InputError, match='run.json'):
+        ms.read_run_result(path)
+
+
+def test_atomic_write_leaves_original_on_failure(tmp_path):
+    path = str(tmp_path / 'keep.txt')
+    with atomic_write(path) as f:
+        f.write('old')
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write('half')
+            raise RuntimeError('killed')
+    assert open(path).read() == 'old'
+    assert os.listdir(str(tmp_path)) == ['keep.txt']
+
+
+FAKE_TEST_SCRIPT = textwrap.dedent('''\
+    #!/usr/bin/env bash
+    source "{common}/modelzoo_test.sh"
+    Network="Fake_for_TensorFlow"
+    batch_size=16
+    train_steps=5
+    modelzoo_parse_args "$@"
+    modelzoo_prepare_output
+    modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" "$result_json" "${{extra_args[@]}}"
+    modelzoo_finish perf
+    ''')
+
+FAKE_TRAIN = textwrap.dedent('''\
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    from common.modelzoo_summary import write_run_result
+    data, steps, result = sys.argv[1:4]
+    if not os.path.isdir(data):
+        print('[Error] %s: data folder does not exist' % data, file=sys.stderr)
+        sys.exit(2)
+    print('extra', sys.argv[4:])
+    write_run_result(result, 100.0, 0.5, [1.0 / (i + 1) for i in range(int(steps))])
+    ''')
+
+
+@pytest.fixture
+def fake_model(tmp_path):
+    model = tmp_path / 'my model' / 'Fake'
+    (model / 'test').mkdir(parents=True)
+    (model / 'test' / 'train_performance_1p.sh').write_text(
+        FAKE_TEST_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common')))
+    (model / 'train.py').write_text(FAKE_TRAIN.format(repo=REPO_ROOT))
+    data = tmp_path / 'data dir'
+    data.mkdir()
+    return model, data
+
+
+def _run(script, *args, env_extra=None):
+    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='3', **(env_extra or {}))
+    return subprocess.run(['bash', str(script)] + list(args), cwd='/', env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+
+
+def test_shell_template_end_to_end_with_spaces(fake_model):
+    model, data = fake_model
+    output = model / 'test' / 'output' / '3'
+    (output / 'ckpt').mkdir(parents=True)
+    (output / 'ckpt' / 'model.ckpt.index').write_text('kept')
+    (output / 'stale.log').write_text('old run')
+    proc = _run(model / 'test' / 'train_performance_1p.sh', '--data_path=%s' % data,
+                '--train_steps=4', '--lambda_c=0.5')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Final Performance images/sec : 100.00' in proc.stdout
+    assert "extra ['--lambda_c=0.5']" in proc.stdout
+    summary = dict(ms.read_summary(str(output / 'Fake_for_TensorFlow_bs16_1p_perf.log')))
+    assert summary['TrainAccuracy'] == '0.5' and float(summary['ActualLoss']) == 0.25
+    assert (output / 'ckpt' / 'model.ckpt.index').read_text() == 'kept'
+    assert not (output / 'stale.log').exists()
+    assert "extra ['--lambda_c=0.5']" in (output / 'train_3.log').read_text()
+
+
+def test_shell_template_errors(fake_model):
+    model, data = fake_model
+    script = model / 'test' / 'train_performance_1p.sh'
+    proc = _run(script)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == '[Error] para "data_path" must be config'
+    proc = _run(script, '--data_path=%s' % data, '--batch_size=0')
+    assert proc.returncode == 1 and '--batch_size must be a positive integer' in proc.stderr
+    proc = _run(script, '--data_path=/nonexistent/mnist')
+    assert proc.returncode == 2
+    assert '[Error] /nonexistent/mnist: data folder does not exist' in proc.stdout + proc.stderr
+    assert 'training failed with exit status 2' in proc.stderr
+    assert not list((model / 'test' / 'output' / '3').glob('*_perf.log'))
+    proc = _run(script, '--help')
+    assert proc.returncode == 0 and '--data_path=PATH' in proc.stdout
+
+
+def test_summary_command_line(tmp_path):
+    result = str(tmp_path / 'run.json')
+    ms.write_run_result(result, 50.0, 0.9, [0.3])
+    out = subprocess.check_output(
+        [sys.executable, os.path.join(REPO_ROOT, 'common', 'modelzoo_summary.py'),
+         '--network=N', '--batch_size=10', '--result_json=%s' % result,
+         '--e2e_time=7', '--output_dir=%s' % tmp_path, '--mode=acc'],
+        universal_newlines=True)
+    assert 'Final Train Accuracy : 0.9' in out
+    assert json.load(open(result))['fps'] == 50.0
+    assert dict(ms.read_summary(str(tmp_path / 'N_bs10_1p_acc.log')))['TrainingTime'] == '0.2'

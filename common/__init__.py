@@ -1,0 +1,1 @@
+"""Pieces all three recipes share: device/precision config, safe output, the ModelZoo summary."""

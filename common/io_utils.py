@@ -1,0 +1,92 @@
+"""Safe file output and one-line input errors, shared by all three recipes.
+
+- ``atomic_write``: every file the project writes goes to a temporary name in
+  the same folder and is renamed over the target only when complete, so an
+  interrupted run never leaves a half-written file that a later run trusts.
+- ``InputError`` + ``run_main``: bad input becomes one clear line on stderr
+  naming the file and the problem, and exit status 2; no traceback.
+"""
+from __future__ import print_function
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+class InputError(Exception):
+    """A user-supplied file, folder or flag is unusable."""
+
+    def __init__(self, path, problem):
+        self.path = path
+        self.problem = problem
+        super(InputError, self).__init__(
+            '%s: %s' % (path, problem) if path else problem)
+
+
+def temporary_path(path):
+    """A fresh hidden name beside ``path`` (same file system, so rename is atomic)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path),
+                               suffix='.tmp', dir=folder)
+    os.close(fd)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path to write; renames it to ``path`` on success.
+
+    For writers that take a file name (np.save, savefig, TFRecordWriter).
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='w'):
+    """Like ``open(path, mode)``, but the file appears only once complete."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+
+
+def require_file(path, what='file'):
+    """Raises InputError unless ``path`` is a non-empty regular file."""
+    if not os.path.exists(path):
+        raise InputError(path, '%s does not exist' % what)
+    if not os.path.isfile(path):
+        raise InputError(path, '%s is not a regular file' % what)
+    if os.path.getsize(path) == 0:
+        raise InputError(path, '%s is empty' % what)
+
+
+def require_dir(path, what='folder'):
+    """Raises InputError unless ``path`` is an existing, non-empty folder."""
+    if not path:
+        raise InputError(None, '%s path is empty' % what)
+    if not os.path.isdir(path):
+        raise InputError(path, '%s does not exist' % what)
+    if not os.listdir(path):
+        raise InputError(path, '%s is empty' % what)
+
+
+def run_main(main, argv=None):
+    """Runs ``main(argv)``; an InputError becomes one '[Error] ...' line and exit 2."""
+    try:
+        status = main(argv)
+    except InputError as e:
+        sys.stdout.flush()
+        print('[Error] %s' % e, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status or 0)
