@@ -5,6 +5,8 @@
   interrupted run never leaves a half-written file that a later run trusts.
 - ``InputError`` + ``run_main``: bad input becomes one clear line on stderr
   naming the file and the problem, and exit status 2; no traceback.
+- ``TrainingError``: training cannot go on (a NaN/Inf loss, a lost worker):
+  one ``[Error]`` line and exit status 3.
 """
 from __future__ import print_function
 
@@ -22,6 +24,10 @@ class InputError(Exception):
         self.problem = problem
         super(InputError, self).__init__(
             '%s: %s' % (path, problem) if path else problem)
+
+
+class TrainingError(Exception):
+    """Training stopped for a reason the user must see (NaN loss, lost worker)."""
 
 
 def temporary_path(path):
@@ -82,11 +88,12 @@ def require_dir(path, what='folder'):
 
 
 def run_main(main, argv=None):
-    """Runs ``main(argv)``; an InputError becomes one '[Error] ...' line and exit 2."""
+    """Runs ``main(argv)``; InputError exits 2 and TrainingError exits 3, each
+    with one '[Error] ...' line on stderr instead of a traceback."""
     try:
         status = main(argv)
-    except InputError as e:
+    except (InputError, TrainingError) as e:
         sys.stdout.flush()
         print('[Error] %s' % e, file=sys.stderr)
-        sys.exit(2)
+        sys.exit(2 if isinstance(e, InputError) else 3)
     sys.exit(status or 0)
