@@ -201,3 +201,47 @@ def test_hccl_discovery(tmp_path):
 def test_bad_cluster_environment(environ, message):
     with pytest.raises(InputError, match=message):
         distribute.discover_cluster(environ)
+
+
+LAUNCHER = os.path.join(REPO_ROOT, 'common', 'launch_workers.py')
+
+
+def test_launcher_runs_a_two_worker_job(worker_script, tmp_path):
+    ports = _free_ports(2)
+    out = str(tmp_path / 'out')
+    os.makedirs(out)
+    proc = subprocess.run(
+        [sys.executable, LAUNCHER, '--workers=127.0.0.1:%d,127.0.0.1:%d' % tuple(ports),
+         '--log_dir=%s' % (tmp_path / 'logs'), '--',
+         sys.executable, worker_script, out, '3', '2', '0'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    np.testing.assert_array_equal(np.load(os.path.join(out, 'w_0.npy')),
+                                  np.load(os.path.join(out, 'w_1.npy')))
+    assert sorted(os.listdir(str(tmp_path / 'logs'))) == ['worker_0.log', 'worker_1.log']
+
+
+def test_launcher_stops_the_job_when_a_worker_fails(tmp_path):
+    command = ('import json, os, sys, time\n'
+               'index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]\n'
+               'sys.exit(5) if index == 1 else time.sleep(120)\n')
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, LAUNCHER, '--workers=127.0.0.1:1,127.0.0.1:2',
+         '--log_dir=%s' % tmp_path, '--', sys.executable, '-c', command],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert proc.returncode == 5
+    assert time.time() - start < 30
+    assert 'worker 1 exited with status 5' in proc.stdout
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--workers=a:1', 'python3'], 'usage'),
+    (['--workers=a', '--', 'true'], "'a' is not host:port"),
+    (['--workers=a:1,a:1', '--', 'true'], 'listed twice'),
+    (['--workers=a:1,b:2', '--index=2', '--', 'true'], 'indices must be in 0..1'),
+])
+def test_launcher_bad_arguments(args, message):
+    proc = subprocess.run([sys.executable, LAUNCHER] + args, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert proc.returncode == 2 and message in proc.stderr
