@@ -42,14 +42,20 @@ class ThroughputMeter(object):
         self.steps_seen = 0
         self.images = 0
         self.seconds = 0.0
+        self.first_step_seconds = None
+        self.ready_seconds = None
         self._t0 = None
 
     def start(self):
         self._t0 = time.time()
 
     def stop(self, images):
-        elapsed = time.time() - self._t0
+        now = time.time()
+        elapsed = now - self._t0
         self.steps_seen += 1
+        if self.steps_seen == 1:
+            self.first_step_seconds = elapsed
+            self.ready_seconds = now - process_start_time()
         if self.steps_seen > self.warmup:
             self.images += images
             self.seconds += elapsed
@@ -61,13 +67,36 @@ class ThroughputMeter(object):
         return self.images / self.seconds if self.seconds > 0 else None
 
 
-def write_run_result(path, fps, accuracy, losses):
-    """Saves what a training run measured, for the .sh summary step."""
+def process_start_time(stat_path='/proc/self/stat'):
+    """Wall-clock time this process started (Linux); else this module's import."""
+    try:
+        with open(stat_path) as f:
+            ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+        with open('/proc/stat') as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith('btime'))
+        return boot + ticks / float(os.sysconf('SC_CLK_TCK'))
+    except (IOError, OSError, ValueError, IndexError, StopIteration):
+        return _IMPORT_TIME
+
+
+_IMPORT_TIME = time.time()
+
+
+def write_run_result(path, fps, accuracy, losses, meter=None):
+    """Saves what a training run measured, for the .sh summary step.
+
+    With the run's ThroughputMeter, also the first step's time and the time
+    from process start to the end of the first step (imports, data, graph
+    building and compilation), which the benchmark reports.
+    """
     if fps is None:
         raise ValueError('no training step was timed; nothing to report as FPS')
     result = {'fps': float(fps),
               'accuracy': None if accuracy is None else float(accuracy),
               'losses': [float(v) for v in losses]}
+    if meter is not None:
+        result['first_step_s'] = meter.first_step_seconds
+        result['ready_s'] = meter.ready_seconds
     with atomic_write(path) as f:
         json.dump(result, f)
 

@@ -172,3 +172,24 @@ def test_summary_command_line(tmp_path):
     assert 'Final Train Accuracy : 0.9' in out
     assert json.load(open(result))['fps'] == 50.0
     assert dict(ms.read_summary(str(tmp_path / 'N_bs10_1p_acc.log')))['TrainingTime'] == '0.2'
+
+
+def test_meter_records_first_step_and_startup(tmp_path, monkeypatch):
+    monkeypatch.setattr(ms, 'process_start_time', lambda: 100.0)
+    clock = iter([110.0, 113.0, 113.0, 113.5])
+    monkeypatch.setattr(ms.time, 'time', lambda: next(clock))
+    meter = ms.ThroughputMeter()
+    for _ in range(2):
+        meter.start()
+        meter.stop(8)
+    assert meter.first_step_seconds == 3.0 and meter.ready_seconds == 13.0
+    path = str(tmp_path / 'r.json')
+    ms.write_run_result(path, meter.fps, 0.5, [1.0], meter=meter)
+    saved = json.load(open(path))
+    assert saved['first_step_s'] == 3.0 and saved['ready_s'] == 13.0 and saved['fps'] == 16.0
+
+
+def test_process_start_time_is_in_the_past():
+    import time
+    start = ms.process_start_time()
+    assert 0 <= time.time() - start < 3600
