@@ -7,6 +7,11 @@
 #   modelzoo_train CMD ARGS...   # logs, times, keeps the exit status
 #   modelzoo_finish perf|acc     # ten-key summary from the run's result file
 #
+# The Ascend multi-card scripts (train_*_8p.sh) call modelzoo_train_ranks in
+# place of modelzoo_train: one process per card, RANK_ID = card, HCCL set up by
+# RANK_TABLE_FILE; each card logs to test/output/<card>/, card 0 (the chief)
+# writes the checkpoints and the run result.
+#
 # Works from any current folder; paths may contain spaces.
 
 modelzoo_test_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
@@ -97,4 +102,48 @@ modelzoo_finish() {
     "$PYTHON" "$modelzoo_common_dir/modelzoo_summary.py" --network="$Network" \
         --batch_size="$batch_size" --rank_size="$RankSize" --result_json="$result_json" \
         --e2e_time="$e2e_time" --output_dir="$output_dir" --mode="$1"
+}
+
+modelzoo_train_ranks() {
+    if [ -z "${RANK_TABLE_FILE:-}" ] || [ ! -f "$RANK_TABLE_FILE" ]; then
+        echo "[Error] RANK_TABLE_FILE must name the HCCL rank table file, got '${RANK_TABLE_FILE:-}'" >&2
+        exit 1
+    fi
+    RankSize=${RANK_SIZE:-8}
+    echo "[modelzoo] $Network: training on $RankSize cards, logs in $modelzoo_test_dir/output/<card>/"
+    local start end rank other pids=() status
+    start=$(date +%s)
+    for ((rank = 0; rank < RankSize; rank++)); do
+        mkdir -p "$modelzoo_test_dir/output/$rank"
+        ASCEND_DEVICE_ID=$rank RANK_ID=$rank RANK_SIZE=$RankSize \
+            "$@" > "$modelzoo_test_dir/output/$rank/train_$rank.log" 2>&1 &
+        pids+=($!)
+    done
+    # Poll rather than wait in order: a failed card stops the others, which
+    # would otherwise block in HCCL collectives.
+    train_status=0
+    local running=$RankSize
+    while [ "$running" -gt 0 ]; do
+        running=0
+        for rank in "${!pids[@]}"; do
+            [ -n "${pids[$rank]}" ] || continue
+            if kill -0 "${pids[$rank]}" 2>/dev/null; then
+                running=$((running + 1))
+                continue
+            fi
+            wait "${pids[$rank]}"
+            status=$?
+            pids[$rank]=""
+            if [ "$status" -ne 0 ] && [ "$train_status" -eq 0 ]; then
+                train_status=$status
+                echo "[Error] card $rank failed with exit status $status; see $modelzoo_test_dir/output/$rank/train_$rank.log" >&2
+                for other in "${pids[@]}"; do [ -n "$other" ] && kill "$other" 2>/dev/null; done
+            fi
+        done
+        [ "$running" -gt 0 ] && sleep 1
+    done
+    end=$(date +%s)
+    e2e_time=$((end - start))
+    cat "$train_log"
+    [ "$train_status" -eq 0 ] || exit "$train_status"
 }

@@ -120,7 +120,8 @@ def fake_model(tmp_path):
 
 
 def _run(script, *args, env_extra=None):
-    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='3', **(env_extra or {}))
+    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='3')
+    env.update(env_extra or {})
     return subprocess.run(['bash', str(script)] + list(args), cwd='/', env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=120)
@@ -193,3 +194,68 @@ def test_process_start_time_is_in_the_past():
     import time
     start = ms.process_start_time()
     assert 0 <= time.time() - start < 3600
+
+
+FAKE_8P_SCRIPT = textwrap.dedent('''\
+    #!/usr/bin/env bash
+    source "{common}/modelzoo_test.sh"
+    Network="Fake_for_TensorFlow"
+    batch_size=16
+    train_steps=5
+    modelzoo_parse_args "$@"
+    modelzoo_prepare_output
+    modelzoo_train_ranks "$PYTHON" "$model_dir/train_rank.py" "$result_json"
+    modelzoo_finish perf
+    ''')
+
+FAKE_RANK_TRAIN = textwrap.dedent('''\
+    import os, sys, time
+    sys.path.insert(0, {repo!r})
+    from common.modelzoo_summary import write_run_result
+    rank, size = int(os.environ['RANK_ID']), int(os.environ['RANK_SIZE'])
+    assert os.environ['ASCEND_DEVICE_ID'] == str(rank)
+    print('card', rank, 'of', size)
+    if os.environ.get('FAIL_RANK') == str(rank):
+        sys.exit(4)
+    if os.environ.get('FAIL_RANK'):
+        time.sleep(60)
+    if rank == 0:
+        write_run_result(sys.argv[1], 100.0 * size, 0.5, [0.5])
+    ''')
+
+
+@pytest.fixture
+def fake_8p_model(tmp_path):
+    model = tmp_path / 'Fake'
+    (model / 'test').mkdir(parents=True)
+    (model / 'test' / 'train_performance_8p.sh').write_text(
+        FAKE_8P_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common')))
+    (model / 'train_rank.py').write_text(FAKE_RANK_TRAIN.format(repo=REPO_ROOT))
+    table = tmp_path / 'rank table.json'
+    table.write_text('{}')
+    return model, str(table)
+
+
+def test_ranks_template_runs_one_process_per_card(fake_8p_model, tmp_path):
+    model, table = fake_8p_model
+    proc = _run(model / 'test' / 'train_performance_8p.sh', '--data_path=%s' % tmp_path,
+                env_extra={'RANK_TABLE_FILE': table, 'RANK_SIZE': '4', 'ASCEND_DEVICE_ID': '0'})
+    assert proc.returncode == 0, proc.stderr
+    for rank in range(4):
+        log = model / 'test' / 'output' / str(rank) / ('train_%d.log' % rank)
+        assert log.read_text().strip() == 'card %d of 4' % rank
+    summary = dict(ms.read_summary(
+        str(model / 'test' / 'output' / '0' / 'Fake_for_TensorFlow_bs16_4p_perf.log')))
+    assert summary['RankSize'] == '4' and float(summary['ActualFPS']) == 400.0
+
+
+def test_ranks_template_stops_all_cards_when_one_fails(fake_8p_model, tmp_path):
+    model, table = fake_8p_model
+    script = model / 'test' / 'train_performance_8p.sh'
+    proc = _run(script, '--data_path=%s' % tmp_path,
+                env_extra={'RANK_TABLE_FILE': table, 'RANK_SIZE': '3',
+                           'ASCEND_DEVICE_ID': '0', 'FAIL_RANK': '2'})
+    assert proc.returncode == 4
+    assert '[Error] card 2 failed with exit status 4' in proc.stderr
+    proc = _run(script, '--data_path=%s' % tmp_path, env_extra={'RANK_TABLE_FILE': '/no/table'})
+    assert proc.returncode == 1 and 'RANK_TABLE_FILE must name' in proc.stderr
