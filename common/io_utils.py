@@ -39,6 +39,12 @@ def temporary_path(path):
     return tmp
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path to write; renames it to ``path`` on success.
@@ -52,6 +58,9 @@ def atomic_path(path):
     tmp = temporary_path(path)
     try:
         yield tmp
+        if os.path.isfile(tmp):
+            # mkstemp makes 0600 files; give the result the usual umask mode.
+            os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

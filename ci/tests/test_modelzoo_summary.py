@@ -259,3 +259,14 @@ def test_ranks_template_stops_all_cards_when_one_fails(fake_8p_model, tmp_path):
     assert '[Error] card 2 failed with exit status 4' in proc.stderr
     proc = _run(script, '--data_path=%s' % tmp_path, env_extra={'RANK_TABLE_FILE': '/no/table'})
     assert proc.returncode == 1 and 'RANK_TABLE_FILE must name' in proc.stderr
+
+
+def test_atomic_write_gives_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = str(tmp_path / 'out.txt')
+        with atomic_write(path) as f:
+            f.write('x')
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
