@@ -22,14 +22,13 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from common.io_utils import run_main  # noqa: E402
 from common.modelzoo_summary import write_run_result  # noqa: E402
-from common.npu_config import build_device_config  # noqa: E402
-from gitloss_data import load_mnist, pixel_mean  # noqa: E402
+from gitloss_data import load_mnist  # noqa: E402
 from gitloss_eval import (PLOT_SAMPLES, RESULTS_FILE, class_distances, evaluate,  # noqa: E402
                           log_line, plot_clusters, read_results_rows, results_row,
                           write_results_rows)
-from gitloss_setup import (TrainingProgress, add_gitloss_flags,  # noqa: E402
-                           build_training_graph, check_flags, report_nonfinite_loss,
-                           restore_or_initialize, save_checkpoint, start_training)
+from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
+                           check_flags, report_nonfinite_loss, resume_training,
+                           save_checkpoint)
 
 
 def parse_args(argv):
@@ -48,17 +47,11 @@ def main(argv=None):
     print('[gitloss] %s: %d training, %d validation, %d test images'
           % (args.data_path, len(splits.train_labels), len(splits.valid_labels),
              len(splits.test_labels)))
-    device_config = build_device_config(args.device, args.precision_mode)
-
-    tf.disable_v2_behavior()
-    tf.reset_default_graph()
-    graph = build_training_graph(pixel_mean(splits.train_images), args, device_config)
-    saver = tf.train.Saver(max_to_keep=5)
+    device_config, graph, saver = build_run(args, splits.train_images)
     results_path = os.path.join(args.exp_save_dir, RESULTS_FILE)
 
     with tf.Session(config=device_config.session_config) as sess:
-        start_step = restore_or_initialize(sess, saver, args.ckpt_path, graph.global_step)
-        start_training(sess, graph, splits, start_step, args.steps, args.ckpt_path)
+        start_step = resume_training(sess, graph, saver, splits, args)
         rows = read_results_rows(results_path, start_step)
         progress = TrainingProgress(args.batch_size, args.steps - start_step)
         valid_acc = None

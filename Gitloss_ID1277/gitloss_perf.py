@@ -21,12 +21,11 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from common.io_utils import run_main  # noqa: E402
 from common.modelzoo_summary import write_run_result  # noqa: E402
-from common.npu_config import build_device_config  # noqa: E402
-from gitloss_data import load_mnist, pixel_mean  # noqa: E402
+from gitloss_data import load_mnist  # noqa: E402
 from gitloss_eval import evaluate  # noqa: E402
-from gitloss_setup import (TrainingProgress, add_gitloss_flags,  # noqa: E402
-                           build_training_graph, check_flags, report_nonfinite_loss,
-                           restore_or_initialize, save_checkpoint, start_training)
+from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
+                           check_flags, report_nonfinite_loss, resume_training,
+                           save_checkpoint)
 
 PROGRESS_LINE = 'Step: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} , train_time: {:.4f}'
 
@@ -44,16 +43,10 @@ def main(argv=None):
     splits = load_mnist(args.data_path, args.validation_size)
     print('[gitloss_perf] %s: %d training, %d validation images'
           % (args.data_path, len(splits.train_labels), len(splits.valid_labels)))
-    device_config = build_device_config(args.device, args.precision_mode)
-
-    tf.disable_v2_behavior()
-    tf.reset_default_graph()
-    graph = build_training_graph(pixel_mean(splits.train_images), args, device_config)
-    saver = tf.train.Saver(max_to_keep=5)
+    device_config, graph, saver = build_run(args, splits.train_images)
 
     with tf.Session(config=device_config.session_config) as sess:
-        start_step = restore_or_initialize(sess, saver, args.ckpt_path, graph.global_step)
-        start_training(sess, graph, splits, start_step, args.steps, args.ckpt_path)
+        start_step = resume_training(sess, graph, saver, splits, args)
         progress = TrainingProgress(args.batch_size, args.steps - start_step)
         for step in range(start_step + 1, args.steps + 1):
             train_loss, train_acc = progress.train_step(sess, graph)

@@ -9,8 +9,8 @@ import tensorflow.compat.v1 as tf
 
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
-from common.npu_config import add_device_flags, wrap_optimizer
-from gitloss_data import training_batches
+from common.npu_config import add_device_flags, build_device_config, wrap_optimizer
+from gitloss_data import pixel_mean, training_batches
 from gitloss_losses import GIT_LOSS_FORMS, center_update, get_centers, gitloss_losses
 from gitloss_net import FEATURE_DIM, NUM_CLASSES, gitloss_network, preprocess
 
@@ -71,8 +71,11 @@ def check_flags(args):
             raise InputError('--%s' % name, 'must be a non-negative number, got %r' % value)
 
 
-def build_training_graph(pixel_mean, args, device_config):
-    """The whole graph: input pipeline, network, losses, Adam step + center update."""
+def build_training_graph(mean_image, args, device_config):
+    """The whole graph: input pipeline, network, losses, Adam step + center update.
+
+    ``mean_image``: the per-pixel training mean (28, 28, 1) that inputs are centered by.
+    """
     tf.set_random_seed(args.seed)
     images_source = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='train_images')
     labels_source = tf.placeholder(tf.int64, [None], name='train_labels')
@@ -84,7 +87,7 @@ def build_training_graph(pixel_mean, args, device_config):
     global_step = tf.get_variable('global_step', [], tf.int32, tf.zeros_initializer(),
                                   trainable=False)
 
-    logits, features = gitloss_network(preprocess(batch_images, pixel_mean))
+    logits, features = gitloss_network(preprocess(batch_images, mean_image))
     with tf.variable_scope('loss'):
         centers = get_centers(NUM_CLASSES, FEATURE_DIM)
     terms = gitloss_losses(logits, features, batch_labels, centers, args.lambda_c,
@@ -99,7 +102,7 @@ def build_training_graph(pixel_mean, args, device_config):
 
     eval_images = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='eval_images')
     eval_labels = tf.placeholder(tf.int64, [None], name='eval_labels')
-    eval_logits, eval_features = gitloss_network(preprocess(eval_images, pixel_mean),
+    eval_logits, eval_features = gitloss_network(preprocess(eval_images, mean_image),
                                                  reuse=True)
     eval_terms = gitloss_losses(eval_logits, eval_features, eval_labels, centers,
                                 args.lambda_c, args.lambda_g, args.git_loss)
@@ -108,6 +111,15 @@ def build_training_graph(pixel_mean, args, device_config):
                       train_op, terms.total, accuracy, global_step, centers,
                       eval_images, eval_labels, eval_terms.total, eval_correct,
                       eval_features)
+
+
+def build_run(args, train_images):
+    """Device config, the training graph (in a fresh default graph) and its Saver."""
+    device_config = build_device_config(args.device, args.precision_mode)
+    tf.disable_v2_behavior()
+    tf.reset_default_graph()
+    graph = build_training_graph(pixel_mean(train_images), args, device_config)
+    return device_config, graph, tf.train.Saver(max_to_keep=5)
 
 
 def restore_or_initialize(sess, saver, ckpt_path, global_step):
@@ -128,15 +140,21 @@ def restore_or_initialize(sess, saver, ckpt_path, global_step):
     return step
 
 
-def start_training(sess, graph, splits, start_step, steps, ckpt_path):
-    """Checks there is something left to train and starts the input pipeline there."""
-    if start_step >= steps:
-        raise InputError(ckpt_path, 'the checkpoint is already at step %d and --steps is %d: '
-                                    'nothing to train (raise --steps or use another '
-                                    '--ckpt_path)' % (start_step, steps))
+def resume_training(sess, graph, saver, splits, args):
+    """Restores or initialises the variables and starts the input pipeline there.
+
+    Returns the step to start at; an InputError when the checkpoint in
+    --ckpt_path has already reached --steps.
+    """
+    start_step = restore_or_initialize(sess, saver, args.ckpt_path, graph.global_step)
+    if start_step >= args.steps:
+        raise InputError(args.ckpt_path, 'the checkpoint is already at step %d and --steps '
+                                         'is %d: nothing to train (raise --steps or use '
+                                         'another --ckpt_path)' % (start_step, args.steps))
     sess.run(graph.iterator_init, feed_dict={graph.images_source: splits.train_images,
                                              graph.labels_source: splits.train_labels,
                                              graph.start_step: start_step})
+    return start_step
 
 
 def save_checkpoint(sess, saver, ckpt_path, step):
