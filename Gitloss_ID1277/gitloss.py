@@ -27,8 +27,8 @@ from gitloss_eval import (PLOT_SAMPLES, RESULTS_FILE, class_distances, evaluate,
                           log_line, plot_clusters, read_results_rows, results_row,
                           write_results_rows)
 from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
-                           check_flags, report_nonfinite_loss, resume_training,
-                           save_checkpoint)
+                           check_flags, check_output_folder, report_nonfinite_loss,
+                           resume_training, save_checkpoint)
 
 
 def parse_args(argv):
@@ -38,6 +38,7 @@ def parse_args(argv):
                         help='folder for loss+perf_gpu.txt and the Cluster-Results plots')
     args = parser.parse_args(argv)
     check_flags(args)
+    check_output_folder(args.exp_save_dir, '--exp_save_dir')
     return args
 
 

@@ -69,6 +69,13 @@ def check_flags(args):
         value = getattr(args, name)
         if not 0 <= value < float('inf'):
             raise InputError('--%s' % name, 'must be a non-negative number, got %r' % value)
+    check_output_folder(args.ckpt_path, '--ckpt_path')
+
+
+def check_output_folder(path, flag):
+    """An output folder may be missing (it is created) but must not be a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(path, '%s must be a folder, but this is a file' % flag)
 
 
 def build_training_graph(mean_image, args, device_config):

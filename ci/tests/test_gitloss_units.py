@@ -330,6 +330,17 @@ def test_bad_flags(user_files, flag, problem):
         assert problem in error.value.problem
 
 
+def test_output_folders_that_are_files(tmp_path):
+    root = synthetic.make_mnist(str(tmp_path / 'mnist'), train_count=60, test_count=20)
+    not_a_folder = tmp_path / 'plain file'
+    not_a_folder.write_text('mine')
+    for flag in ('--ckpt_path', '--exp_save_dir'):
+        with pytest.raises(InputError, match='%s must be a folder' % flag) as error:
+            gitloss.main(['--data_path=%s' % root, '%s=%s' % (flag, not_a_folder)])
+        assert error.value.path == str(not_a_folder)
+    assert not_a_folder.read_text() == 'mine'
+
+
 # ------------------------------------------------------- evaluation helpers
 
 def test_class_distances_known_answer():
