@@ -1,0 +1,73 @@
+"""Git loss on MNIST, training only: throughput of the training steps.
+
+    python3 gitloss_perf.py --data_path=/data/mnist --steps=200
+
+Same model, data, flags and checkpoints as gitloss.py, without the periodic
+validation, distance pass and plots: every --update_centers steps it prints
+the step's training loss and accuracy and the mean step time. After the last
+step it saves a checkpoint and measures the validation accuracy once, so the
+ModelZoo summary gets a real accuracy.
+"""
+from __future__ import print_function
+
+import argparse
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from common.io_utils import run_main  # noqa: E402
+from common.modelzoo_summary import write_run_result  # noqa: E402
+from gitloss_data import load_mnist  # noqa: E402
+from gitloss_eval import evaluate  # noqa: E402
+from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
+                           check_flags, report_nonfinite_loss, resume_training,
+                           save_checkpoint)
+
+PROGRESS_LINE = 'Step: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} , train_time: {:.4f}'
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_gitloss_flags(parser, steps_help='total training steps (a resumed run stops there too)')
+    args = parser.parse_args(argv)
+    check_flags(args)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    splits = load_mnist(args.data_path, args.validation_size)
+    print('[gitloss_perf] %s: %d training, %d validation images'
+          % (args.data_path, len(splits.train_labels), len(splits.valid_labels)))
+    device_config, graph, saver = build_run(args, splits.train_images)
+
+    with tf.Session(config=device_config.session_config) as sess:
+        start_step = resume_training(sess, graph, saver, splits, args)
+        progress = TrainingProgress(args.batch_size, args.steps - start_step)
+        for step in range(start_step + 1, args.steps + 1):
+            train_loss, train_acc = progress.train_step(sess, graph)
+            if not math.isfinite(train_loss):
+                return report_nonfinite_loss(train_loss, step, args.ckpt_path)
+            if step % args.update_centers == 0 or step == args.steps:
+                print(PROGRESS_LINE.format(step, train_loss, train_acc,
+                                           progress.interval_step_time()))
+                sys.stdout.flush()
+        save_checkpoint(sess, saver, args.ckpt_path, args.steps)
+        valid_loss, valid_acc, _ = evaluate(sess, graph, splits.valid_images,
+                                            splits.valid_labels)
+        print('Valid_Loss: {:.4f} , Valid_Acc: {:.4f}'.format(valid_loss, valid_acc))
+
+    fps = progress.meter.fps
+    print('[gitloss_perf] trained steps %d..%d at %.1f images/s; checkpoint in %s'
+          % (start_step + 1, args.steps, fps, args.ckpt_path))
+    if args.result_json:
+        write_run_result(args.result_json, fps, valid_acc, progress.losses)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Git-loss training throughput on MNIST: a short gitloss_perf.py run (200 steps).
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
+Network="Gitloss_ID1277_for_TensorFlow"
+batch_size=128
+train_steps=200
+modelzoo_parse_args "$@"
+modelzoo_prepare_output
+modelzoo_train "$PYTHON" "$model_dir/gitloss_perf.py" --data_path="$data_path" \
+    --update_centers=50 --steps="$train_steps" --batch_size="$batch_size" \
+    --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
+    --result_json="$result_json" "${extra_args[@]}"
+modelzoo_finish perf
