@@ -3,7 +3,8 @@
 # train_steps and/or train_epochs), then calls, in order:
 #
 #   modelzoo_parse_args "$@"     # --data_path (required) and the overrides
-#   modelzoo_prepare_output      # test/output/$ASCEND_DEVICE_ID: old files of this device go, folders stay
+#   modelzoo_prepare_output [perf]  # test/output/$ASCEND_DEVICE_ID: old files of this device go,
+#                                # folders stay; perf: a fresh default ckpt_perf folder
 #   modelzoo_train CMD ARGS...   # logs, times, keeps the exit status
 #   modelzoo_finish perf|acc     # ten-key summary from the run's result file
 #
@@ -37,7 +38,8 @@ usage: bash $(basename "${BASH_SOURCE[2]}") --data_path=<folder> [options] [--ot
   --train_epochs=N         number of epochs${train_epochs:+ (default $train_epochs)}
   --precision_mode=MODE    allow_mix_precision (default), must_keep_origin_dtype, ...
   --device=auto|npu|gpu|cpu
-  --ckpt_path=PATH         checkpoint folder (default: test/output/\$ASCEND_DEVICE_ID/ckpt)
+  --ckpt_path=PATH         checkpoint folder (default: test/output/\$ASCEND_DEVICE_ID/ckpt,
+                           or a fresh .../ckpt_perf for performance runs)
   other --flag=value pairs are passed to the training script unchanged.
 Output: test/output/\$ASCEND_DEVICE_ID/ (log, loss series, ModelZoo summary).
 EOF
@@ -79,7 +81,16 @@ modelzoo_prepare_output() {
     # (checkpoints) stay so that the same command resumes.
     mkdir -p "$output_dir"
     find "$output_dir" -maxdepth 1 -type f -delete
-    [ -n "$ckpt_path" ] || ckpt_path="$output_dir/ckpt"
+    if [ -z "$ckpt_path" ]; then
+        if [ "${1:-}" = perf ]; then
+            # A performance run measures training from scratch: its own default
+            # checkpoint folder starts empty (a --ckpt_path given is never cleared).
+            ckpt_path="$output_dir/ckpt_perf"
+            rm -rf "$ckpt_path"
+        else
+            ckpt_path="$output_dir/ckpt"
+        fi
+    fi
     train_log="$output_dir/train_$ASCEND_DEVICE_ID.log"
     result_json="$output_dir/run_result.json"
 }

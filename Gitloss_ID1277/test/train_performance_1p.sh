@@ -5,7 +5,7 @@ Network="Gitloss_ID1277_for_TensorFlow"
 batch_size=128
 train_steps=200
 modelzoo_parse_args "$@"
-modelzoo_prepare_output
+modelzoo_prepare_output perf
 modelzoo_train "$PYTHON" "$model_dir/gitloss_perf.py" --data_path="$data_path" \
     --update_centers=50 --steps="$train_steps" --batch_size="$batch_size" \
     --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
