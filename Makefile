@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test venv clean
+.PHONY: all demo test bench venv clean
 
 all: demo
 
@@ -29,3 +29,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build
+
+# make bench [QUICK=1] - training throughput table (build/bench/results.md/.json)
+bench: $(STAMP)
+	$(PY) ci/bench.py $(if $(QUICK),--quick,)

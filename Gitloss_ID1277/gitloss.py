@@ -87,7 +87,7 @@ def main(argv=None):
     print('[gitloss] trained steps %d..%d at %.1f images/s; Valid_Acc %.4f; checkpoint in %s'
           % (start_step + 1, args.steps, fps, valid_acc, args.ckpt_path))
     if args.result_json:
-        write_run_result(args.result_json, fps, valid_acc, progress.losses)
+        write_run_result(args.result_json, fps, valid_acc, progress.losses, meter=progress.meter)
     return 0
 
 
