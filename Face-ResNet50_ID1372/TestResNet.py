@@ -64,18 +64,20 @@ def main(argv=None):
     paths = utils.image_paths(args.parentPath, names)
     ckpt, label_count = resolve_checkpoint(args.ckpt_path)
 
+    batch_size = min(args.batch_size, len(paths))
+
     def image_batches():
+        # Fixed-size batches (static shapes); the last one is padded.
         with utils.decode_pool() as pool:
-            for start in range(0, len(paths), args.batch_size):
-                yield np.stack(list(pool.map(utils.read_face,
-                                             paths[start:start + args.batch_size])))
+            for batch, _ in utils.padded_batches(np.arange(len(paths)), batch_size):
+                yield np.stack(list(pool.map(utils.read_face, [paths[i] for i in batch])))
 
     # ---- graph
     device_config = build_device_config(args.device, args.precision_mode)
     graph = tf.Graph()
     with graph.as_default():
         dataset = tf.data.Dataset.from_generator(
-            image_batches, tf.uint8, tf.TensorShape([None] + list(utils.IMAGE_SHAPE)))
+            image_batches, tf.uint8, tf.TensorShape([batch_size] + list(utils.IMAGE_SHAPE)))
         images = tf.data.make_one_shot_iterator(dataset.prefetch(2)).get_next()
         net = ResNet.resnet50(images, label_count, training=False)
         saver = tf.train.Saver()
@@ -86,11 +88,9 @@ def main(argv=None):
     with tf.Session(graph=graph, config=device_config.session_config) as sess:
         saver.restore(sess, ckpt)
         print('Extracting pool2 features of %d images with %s' % (len(paths), ckpt))
-        done = 0
-        while done < len(paths):
+        for start in range(0, len(paths), batch_size):
             batch = sess.run(net.pool2)
-            features[done:done + len(batch)] = batch
-            done += len(batch)
+            features[start:start + batch_size] = batch[:len(paths) - start]
 
     with atomic_write(args.output, 'wb') as f:
         scio.savemat(f, {'feature': features, 'label': labels})

@@ -92,11 +92,12 @@ def checkpoint_step(ckpt, label_count):
     return int(tf.train.load_variable(ckpt, 'global_step'))
 
 
-def batch_dataset(make_batches):
-    """tf.data over a Python generator of (uint8 images, int32 class ids) batches."""
+def batch_dataset(make_batches, batch_size):
+    """tf.data over a Python generator of (uint8 images, int32 class ids)
+    batches of a fixed size (static shapes), prefetching while a step runs."""
     dataset = tf.data.Dataset.from_generator(
         make_batches, (tf.uint8, tf.int32),
-        (tf.TensorShape([None] + list(utils.IMAGE_SHAPE)), tf.TensorShape([None])))
+        (tf.TensorShape([batch_size] + list(utils.IMAGE_SHAPE)), tf.TensorShape([batch_size])))
     return dataset.prefetch(2)
 
 
@@ -124,6 +125,7 @@ def main(argv=None):
     train_idx, held_out_idx = utils.split_held_out(labels, args.val_fraction)
     steps_per_epoch = utils.steps_per_epoch(train_idx.size, args.batch_size)
     total_steps = args.epochs * steps_per_epoch
+    train_batch = min(args.batch_size, train_idx.size)
     print('%d images of %d identities: %d for training (%d steps per epoch), %d held out'
           % (labels.size, np.unique(labels).size, train_idx.size, steps_per_epoch,
              held_out_idx.size))
@@ -151,7 +153,8 @@ def main(argv=None):
         global_step = tf.train.get_or_create_global_step()
         train_iterator = tf.data.make_initializable_iterator(batch_dataset(
             lambda: utils.training_batches(cache, labels, train_idx, args.batch_size,
-                                           start_step, stop_step)))
+                                           start_step, stop_step),
+            train_batch))
         images, class_ids = train_iterator.get_next()
         net = ResNet.resnet50(images, label_count, training=True, bn_decay=args.bn_decay)
         cost = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -163,16 +166,16 @@ def main(argv=None):
                                    device_config)
         with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
             train_op = optimizer.minimize(cost, global_step=global_step)
-        batch_images = tf.shape(class_ids)[0]
 
+        eval_batch = max(1, min(args.batch_size, held_out_idx.size))
         eval_iterator = tf.data.make_initializable_iterator(batch_dataset(
-            lambda: utils.ordered_batches(cache, labels, held_out_idx, args.batch_size)))
+            lambda: utils.ordered_batches(cache, labels, held_out_idx, eval_batch), eval_batch))
         eval_images, eval_ids = eval_iterator.get_next()
         with tf.variable_scope(tf.get_variable_scope(), reuse=True):
             eval_net = ResNet.resnet50(eval_images, label_count, training=False)
         predictions = tf.argmax(eval_net.logits, axis=1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predictions, eval_ids), tf.int32))
-        eval_count = tf.shape(eval_ids)[0]
+        eval_count = tf.reduce_sum(tf.cast(eval_ids >= 0, tf.int32))  # padding is -1
 
         parameters = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
         saver = tf.train.Saver(max_to_keep=5, save_relative_paths=True)
@@ -209,10 +212,10 @@ def main(argv=None):
             epoch, batch_index = divmod(step, steps_per_epoch)
             if batch_index == 0 or step == start_step:
                 print('Start Epoch %i' % (epoch + 1))
-                epoch_cost, epoch_images, epoch_seconds = 0.0, 0, 0.0
+                epoch_cost, timed_steps, timed_seconds = 0.0, 0, 0.0
             meter.start()
-            batch_cost, _, rate, n = sess.run([cost, train_op, learning_rate, batch_images])
-            seconds = meter.stop(n)
+            batch_cost, _, rate = sess.run([cost, train_op, learning_rate])
+            seconds = meter.stop(train_batch)
             if not np.isfinite(batch_cost):
                 sys.stdout.flush()
                 print('[Error] the loss became %s at epoch %d batch %d; training stopped. '
@@ -221,9 +224,9 @@ def main(argv=None):
                 cache.close()
                 return 1
             epoch_cost += batch_cost
-            if step > start_step:
-                epoch_images += n
-                epoch_seconds += seconds
+            if step > start_step:  # the run's first step compiles the graph
+                timed_steps += 1
+                timed_seconds += seconds
             epoch_done = batch_index == steps_per_epoch - 1
             run_done = step == stop_step - 1
             if batch_index % LOG_EVERY_BATCHES == 0 or epoch_done or run_done:
@@ -232,8 +235,8 @@ def main(argv=None):
                 logged_costs.append(float(batch_cost))
             if not (epoch_done or run_done):
                 continue
-            if epoch_seconds > 0:
-                print('steps_per_s: %f' % (epoch_images / epoch_seconds / args.batch_size))
+            if timed_seconds > 0:
+                print('steps_per_s: %f' % (timed_steps / timed_seconds))
             if epoch_done:
                 print('End Epoch %i' % (epoch + 1))
                 print('Total cost of Epoch %f' % epoch_cost)

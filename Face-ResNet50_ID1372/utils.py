@@ -334,7 +334,9 @@ def epoch_batches(indices, batch_size, epoch, seed=1372):
 
 
 def training_batches(cache, labels, indices, batch_size, first_step, last_step):
-    """Yields (images uint8, class ids int32) for global steps first_step..last_step-1."""
+    """Yields (images uint8, class ids int32) for global steps first_step..last_step-1.
+
+    Every batch has min(batch_size, len(indices)) images."""
     epoch_steps = steps_per_epoch(len(indices), batch_size)
     current_epoch, batches = None, None
     for step in range(first_step, last_step):
@@ -345,8 +347,22 @@ def training_batches(cache, labels, indices, batch_size, first_step, last_step):
         yield cache.read(batch), (labels[batch] - 1).astype(np.int32)
 
 
-def ordered_batches(cache, labels, indices, batch_size):
-    """Yields (images, class ids) over ``indices`` in order (evaluation)."""
+def padded_batches(indices, batch_size):
+    """``indices`` in order, batch_size at a time; the last batch is padded by
+    repeating its last index. Yields (batch, number of real entries)."""
     for start in range(0, len(indices), batch_size):
-        batch = indices[start:start + batch_size]
-        yield cache.read(batch), (labels[batch] - 1).astype(np.int32)
+        batch = np.asarray(indices[start:start + batch_size])
+        real = batch.size
+        yield np.concatenate([batch, np.repeat(batch[-1:], batch_size - real)]), real
+
+
+def ordered_batches(cache, labels, indices, batch_size):
+    """Yields (images, class ids) over ``indices`` in order (evaluation).
+
+    Every batch has batch_size images, so the graph has static shapes
+    (Ascend compiles one graph per shape); padding rows get class id -1.
+    """
+    for batch, real in padded_batches(indices, batch_size):
+        class_ids = (labels[batch] - 1).astype(np.int32)
+        class_ids[real:] = -1
+        yield cache.read(batch), class_ids

@@ -11,6 +11,7 @@ per-image noise and shifts, so that a few training steps separate them.
 size (for memory measurements).
 """
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -98,7 +99,10 @@ def make_cache_dataset(root, images, identities, seed=0, chunk=64):
 
 
 def make_demo_dataset(root):
-    """Tiny CACD for `make demo`: 3 identities x 8 JPEGs, a short fast run."""
+    """Tiny CACD for `make demo`: 3 identities x 8 JPEGs, made afresh (so the
+    run also builds its image cache), and flags for a 6-step run that learns:
+    a larger learning rate and a batch-norm decay suited to so few steps."""
+    shutil.rmtree(root, ignore_errors=True)
     make_cacd_dataset(root, identities=3, images_per_identity=8)
-    return root, ['--train_steps=6', '--batch_size=4', '--learning_rate=0.01',
-                  '--val_fraction=0.25', '--bn_decay=0.5']
+    return root, ['--train_steps=6', '--batch_size=6', '--learning_rate=0.001',
+                  '--bn_decay=0.5', '--val_fraction=0.25']

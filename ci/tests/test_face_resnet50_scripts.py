@@ -84,6 +84,11 @@ def full_run(tmp_path_factory, device_id):
             'files': output_files(device_id)}
 
 
+@pytest.fixture(scope='module')
+def train_module():
+    return import_model_module(MODEL, 'TrainResNet')
+
+
 def copy_ckpt(full_run, tmp_path):
     copy = str(tmp_path / 'ckpt')
     shutil.copytree(full_run['ckpt'], copy)   # checkpoints name their files relatively
@@ -141,14 +146,12 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
 def test_feature_extraction_writes_mat(full_run, tmp_path):
     root = full_run['root']
     output = str(tmp_path / 'resnet_feature.mat')
-    done = subprocess.run(
-        [sys.executable, os.path.join(model_dir(MODEL), 'TestResNet.py'),
-         '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
-         '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
-         '--parentPath', os.path.join(root, 'CACD2000_Crop'),
-         '--ckpt_path', full_run['ckpt'], '--output', output, '--batch_size', '5'],
-        env=script_env('0'), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    test_resnet = import_model_module(MODEL, 'TestResNet')
+    assert test_resnet.main([
+        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+        '--parentPath', os.path.join(root, 'CACD2000_Crop'),
+        '--ckpt_path', full_run['ckpt'], '--output', output, '--batch_size', '5']) == 0
     mat = scio.loadmat(output)
     features = mat['feature']
     assert features.shape == (IDENTITIES * PER_IDENTITY, 2048) and features.dtype == np.float32
@@ -159,20 +162,24 @@ def test_feature_extraction_writes_mat(full_run, tmp_path):
     distances = ((features[:, None, :] - features[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(distances, np.inf)
     assert (labels[distances.argmin(axis=1)] == labels).mean() >= 0.9
+    assert os.listdir(str(tmp_path)) == ['resnet_feature.mat']
 
 
-def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, device_id, tmp_path):
+def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, train_module, tmp_path,
+                                                        capsys):
+    root = full_run['root']
     ckpt = copy_ckpt(full_run, tmp_path)
     before = ckpt_state(ckpt)
-    done = run_script('train_full_1p.sh', device_id,
-                      ['--data_path=%s' % full_run['root'], '--ckpt_path=%s' % ckpt,
-                       '--train_epochs=4'] + SHORT_RUN + ['--learning_rate=1e30'])
-    assert done.returncode != 0
-    assert re.search(r'\[Error\] the loss became (nan|inf) at epoch 3 batch \d; training '
-                     r'stopped\. Last good checkpoint: %s' % re.escape(
-                         os.path.join(ckpt, 'model.ckpt-6')), done.stdout + done.stderr)
+    status = train_module.main([
+        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+        '--train_data_path', os.path.join(root, 'train_data', '1200_data.npy'),
+        '--ckpt_path', ckpt, '--epochs', '4'] + SHORT_RUN + ['--learning_rate=1e30'])
+    assert status == 1
+    assert re.search(r'^\[Error\] the loss became (nan|inf) at epoch 3 batch \d; training '
+                     r'stopped\. Last good checkpoint: %s$' % re.escape(
+                         os.path.join(ckpt, 'model.ckpt-6')), capsys.readouterr().err, re.M)
     assert ckpt_state(ckpt) == before
-    assert not any(name.endswith('_acc.log') for name in output_files(device_id))
 
 
 def test_killed_cache_build_leaves_nothing_trusted(tmp_path):
@@ -186,21 +193,20 @@ def test_killed_cache_build_leaves_nothing_trusted(tmp_path):
     blocker.unlink()
     os.mkfifo(str(blocker))            # reading it blocks: the build stops after row 63
     cache_path = root / 'train_data' / '1200_data.npy'
+    build = ('import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import utils; '
+             'utils.open_or_build_cache(sys.argv[2], list(np.load(sys.argv[3])), sys.argv[4])')
     process = subprocess.Popen(
-        [sys.executable, os.path.join(model_dir(MODEL), 'TrainResNet.py'),
-         '--label_path', str(root / 'label' / 'label_1200.npy'),
-         '--image_name_path', str(root / 'label' / 'name_1200.npy'),
-         '--train_data_path', str(cache_path), '--parentPath', str(root / 'CACD2000_Crop'),
-         '--ckpt_path', str(root / 'ckpt')],
-        env=script_env('0'), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, '-c', build, model_dir(MODEL), str(cache_path),
+         str(root / 'label' / 'name_1200.npy'), str(root / 'CACD2000_Crop')],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 200
+        deadline = time.time() + 120
         partial = []
         while time.time() < deadline and not partial:
             partial = [f for f in os.listdir(str(root / 'train_data'))
                        if f.endswith('.tmp') and os.path.getsize(
                            str(root / 'train_data' / f)) >= 64 * 224 * 224 * 3]
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert partial, 'the cache build never got going'
     finally:
         process.send_signal(signal.SIGKILL)
@@ -218,11 +224,6 @@ def test_killed_cache_build_leaves_nothing_trusted(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-
-@pytest.fixture(scope='module')
-def train_module():
-    return import_model_module(MODEL, 'TrainResNet')
-
 
 @pytest.fixture
 def dataset(tmp_path):
