@@ -1,0 +1,262 @@
+"""Trains the ResNet-50 identity classifier on CACD (Face-ResNet50_ID1372).
+
+    python3 TrainResNet.py --label_path ./label/label_1200.npy \
+        --image_name_path ./label/name_1200.npy --parentPath ./CACD2000_Crop/ \
+        --train_data_path ./train_data/1200_data.npy --epochs 100
+
+The image cache is built on the first run. Checkpoints go to --ckpt_path every
+2 epochs and at the end; a later run with the same --ckpt_path resumes. The
+accuracy on the held-out images (--val_fraction of every identity) is printed
+at each checkpoint.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+import resource
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from common.io_utils import InputError, run_main  # noqa: E402
+from common.modelzoo_summary import ThroughputMeter, write_run_result  # noqa: E402
+from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
+
+import ResNet  # noqa: E402
+import utils  # noqa: E402
+
+tf.disable_v2_behavior()
+
+SAVE_EVERY_EPOCHS = 2   # reference save_frequency
+LOG_EVERY_BATCHES = 50  # reference monitoring_rate
+DECAY_EVERY_EPOCHS = 40
+MOMENTUM = 0.9
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--label_path', default='./label/label_1200.npy',
+                        help='labels 1..N, one per image')
+    parser.add_argument('--image_name_path', default='./label/name_1200.npy',
+                        help='image file names, aligned with the labels')
+    parser.add_argument('--train_data_path', default='./train_data/1200_data.npy',
+                        help='uint8 (N, 224, 224, 3) image cache; built when missing')
+    parser.add_argument('--parentPath', default='./CACD2000_Crop/',
+                        help='folder of the CACD images (to build the cache)')
+    parser.add_argument('--epochs', type=int, default=100)
+    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--learning_rate', type=float, default=1e-6,
+                        help='initial rate for the summed loss; x0.1 every 40 epochs')
+    parser.add_argument('--label_num', type=int, default=0,
+                        help='number of classes; 0 = the largest label in --label_path')
+    parser.add_argument('--val_fraction', type=float, default=0.1,
+                        help='fraction of every identity\'s images held out for accuracy')
+    parser.add_argument('--bn_decay', type=float, default=ResNet.BN_DECAY,
+                        help='decay of the batch-norm moving statistics')
+    parser.add_argument('--model_path', default='',
+                        help='reference-format .npy weights to start from')
+    parser.add_argument('--ckpt_path', default='./ckpt',
+                        help='checkpoint folder; resumes from its latest checkpoint')
+    parser.add_argument('--max_steps', type=int, default=0,
+                        help='stop after this many training steps in this run (0: no limit)')
+    parser.add_argument('--result_json', default='',
+                        help='write FPS, accuracy and losses here (ModelZoo summary)')
+    add_device_flags(parser)
+    args = parser.parse_args(argv)
+    for flag in ('epochs', 'batch_size'):
+        if getattr(args, flag) < 1:
+            raise InputError(None, '--%s must be at least 1' % flag)
+    for flag in ('max_steps', 'label_num'):
+        if getattr(args, flag) < 0:
+            raise InputError(None, '--%s must not be negative' % flag)
+    if not args.learning_rate > 0:
+        raise InputError(None, '--learning_rate must be positive')
+    if not 0 <= args.val_fraction < 1:
+        raise InputError(None, '--val_fraction must be in [0, 1)')
+    if not 0 <= args.bn_decay < 1:
+        raise InputError(None, '--bn_decay must be in [0, 1)')
+    return args
+
+
+def checkpoint_step(ckpt, label_count):
+    """Global step of checkpoint ``ckpt``; checks it fits this label count."""
+    try:
+        trained_for = ResNet.checkpoint_label_count(ckpt)
+    except ValueError as e:
+        raise InputError(ckpt, str(e))
+    if trained_for != label_count:
+        raise InputError(ckpt, 'was trained for %d labels, the label file has %d; '
+                               'use another --ckpt_path' % (trained_for, label_count))
+    return int(tf.train.load_variable(ckpt, 'global_step'))
+
+
+def batch_dataset(make_batches, batch_size):
+    """tf.data over a Python generator of (uint8 images, int32 class ids)
+    batches of a fixed size (static shapes), prefetching while a step runs."""
+    dataset = tf.data.Dataset.from_generator(
+        make_batches, (tf.uint8, tf.int32),
+        (tf.TensorShape([batch_size] + list(utils.IMAGE_SHAPE)), tf.TensorShape([batch_size])))
+    return dataset.prefetch(2)
+
+
+def evaluate(sess, iterator, correct, count):
+    """Top-1 accuracy of the inference graph over one pass of ``iterator``."""
+    sess.run(iterator.initializer)
+    right = total = 0
+    while True:
+        try:
+            batch_right, batch_count = sess.run([correct, count])
+        except tf.errors.OutOfRangeError:
+            return right / float(total)
+        right += batch_right
+        total += batch_count
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # ---- data
+    labels, names = utils.read_labels_and_names(args.label_path, args.image_name_path,
+                                                args.label_num)
+    label_count = args.label_num or int(labels.max())
+    cache = utils.open_or_build_cache(args.train_data_path, names, args.parentPath)
+    train_idx, held_out_idx = utils.split_held_out(labels, args.val_fraction)
+    steps_per_epoch = utils.steps_per_epoch(train_idx.size, args.batch_size)
+    total_steps = args.epochs * steps_per_epoch
+    train_batch = min(args.batch_size, train_idx.size)
+    print('%d images of %d identities: %d for training (%d steps per epoch), %d held out'
+          % (labels.size, np.unique(labels).size, train_idx.size, steps_per_epoch,
+             held_out_idx.size))
+
+    ckpt = tf.train.latest_checkpoint(args.ckpt_path) if os.path.isdir(args.ckpt_path) else None
+    start_step = checkpoint_step(ckpt, label_count) if ckpt else 0
+    if start_step >= total_steps:
+        raise InputError(ckpt, 'training is already complete (step %d of %d for %d epochs); '
+                               'raise --epochs or use another --ckpt_path'
+                         % (start_step, total_steps, args.epochs))
+    stop_step = min(total_steps, start_step + args.max_steps) if args.max_steps else total_steps
+    if args.result_json and stop_step - start_step < 2:
+        raise InputError(None, 'this run would train %d step(s); FPS needs at least 2 '
+                               '(the first compiles the graph)' % (stop_step - start_step))
+    weights = None
+    if args.model_path and ckpt:
+        print('Checkpoint %s found: --model_path %s is not used' % (ckpt, args.model_path))
+    elif args.model_path:
+        weights = utils.read_reference_weights(args.model_path)
+
+    # ---- graph
+    device_config = build_device_config(args.device, args.precision_mode)
+    graph = tf.Graph()
+    with graph.as_default():
+        global_step = tf.train.get_or_create_global_step()
+        train_iterator = tf.data.make_initializable_iterator(batch_dataset(
+            lambda: utils.training_batches(cache, labels, train_idx, args.batch_size,
+                                           start_step, stop_step),
+            train_batch))
+        images, class_ids = train_iterator.get_next()
+        net = ResNet.resnet50(images, label_count, training=True, bn_decay=args.bn_decay)
+        cost = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=class_ids, logits=net.logits))
+        learning_rate = tf.train.exponential_decay(
+            args.learning_rate, global_step, DECAY_EVERY_EPOCHS * steps_per_epoch, 0.1,
+            staircase=True)
+        optimizer = wrap_optimizer(tf.train.MomentumOptimizer(learning_rate, MOMENTUM),
+                                   device_config)
+        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+            train_op = optimizer.minimize(cost, global_step=global_step)
+
+        eval_batch = max(1, min(args.batch_size, held_out_idx.size))
+        eval_iterator = tf.data.make_initializable_iterator(batch_dataset(
+            lambda: utils.ordered_batches(cache, labels, held_out_idx, eval_batch), eval_batch))
+        eval_images, eval_ids = eval_iterator.get_next()
+        with tf.variable_scope(tf.get_variable_scope(), reuse=True):
+            eval_net = ResNet.resnet50(eval_images, label_count, training=False)
+        predictions = tf.argmax(eval_net.logits, axis=1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predictions, eval_ids), tf.int32))
+        eval_count = tf.reduce_sum(tf.cast(eval_ids >= 0, tf.int32))  # padding is -1
+
+        parameters = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
+        saver = tf.train.Saver(max_to_keep=5, save_relative_paths=True)
+        init_op = tf.global_variables_initializer()
+        if weights is not None:
+            try:
+                weight_pairs, weight_skipped = ResNet.match_reference_weights(weights)
+            except ValueError as e:
+                raise InputError(args.model_path, str(e))
+        graph.finalize()
+
+    # ---- session loop
+    print('ResNet-50: %d trainable parameters, %d labels' % (parameters, label_count))
+    checkpoint_prefix = os.path.join(args.ckpt_path, 'model.ckpt')
+    meter = ThroughputMeter(warmup=1)
+    logged_costs = []
+    accuracy = None
+    with tf.Session(graph=graph, config=device_config.session_config) as sess:
+        if ckpt:
+            saver.restore(sess, ckpt)
+            print('Resuming from %s at step %d' % (ckpt, start_step))
+        else:
+            sess.run(init_op)
+            if weights is not None:
+                for var, value in weight_pairs:
+                    var.load(value, sess)
+                print('Initialised %d tensors from %s' % (len(weight_pairs), args.model_path))
+                for layer, reason in weight_skipped:
+                    print('  %s: %s' % (layer, reason))
+        sess.run(train_iterator.initializer)
+
+        last_saved = ckpt
+        for step in range(start_step, stop_step):
+            epoch, batch_index = divmod(step, steps_per_epoch)
+            if batch_index == 0 or step == start_step:
+                print('Start Epoch %i' % (epoch + 1))
+                epoch_cost, timed_steps, timed_seconds = 0.0, 0, 0.0
+            meter.start()
+            batch_cost, _, rate = sess.run([cost, train_op, learning_rate])
+            seconds = meter.stop(train_batch)
+            if not np.isfinite(batch_cost):
+                sys.stdout.flush()
+                print('[Error] the loss became %s at epoch %d batch %d; training stopped. '
+                      'Last good checkpoint: %s' % (batch_cost, epoch + 1, batch_index,
+                                                    last_saved or 'none'), file=sys.stderr)
+                cache.close()
+                return 1
+            epoch_cost += batch_cost
+            if step > start_step:  # the run's first step compiles the graph
+                timed_steps += 1
+                timed_seconds += seconds
+            epoch_done = batch_index == steps_per_epoch - 1
+            run_done = step == stop_step - 1
+            if batch_index % LOG_EVERY_BATCHES == 0 or epoch_done or run_done:
+                print('Epoch %i Batch %i Batch Cost %f Learning_rate %g'
+                      % (epoch + 1, batch_index, batch_cost, rate))
+                logged_costs.append(float(batch_cost))
+            if not (epoch_done or run_done):
+                continue
+            if timed_seconds > 0:
+                print('steps_per_s: %f' % (timed_steps / timed_seconds))
+            if epoch_done:
+                print('End Epoch %i' % (epoch + 1))
+                print('Total cost of Epoch %f' % epoch_cost)
+            if run_done or (epoch + 1) % SAVE_EVERY_EPOCHS == 0:
+                last_saved = saver.save(sess, checkpoint_prefix, global_step=global_step)
+                print('Saved checkpoint %s' % last_saved)
+                if held_out_idx.size:
+                    accuracy = evaluate(sess, eval_iterator, correct, eval_count)
+                    print('Held-out accuracy %f (%d images)' % (accuracy, held_out_idx.size))
+    cache.close()
+
+    # ---- summary
+    if meter.fps is not None:
+        print('Training throughput %.2f images/s' % meter.fps)
+    print('Peak memory (max RSS) %.1f MB'
+          % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    if args.result_json:
+        write_run_result(args.result_json, meter.fps, accuracy, logged_costs)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)
