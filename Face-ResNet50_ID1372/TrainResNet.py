@@ -254,7 +254,7 @@ def main(argv=None):
     print('Peak memory (max RSS) %.1f MB'
           % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
     if args.result_json:
-        write_run_result(args.result_json, meter.fps, accuracy, logged_costs)
+        write_run_result(args.result_json, meter.fps, accuracy, logged_costs, meter=meter)
     return 0
 
 

@@ -11,13 +11,7 @@ batch_size=32
 train_epochs=2
 train_steps=""
 modelzoo_parse_args "$@"
-own_ckpt=""
-[ -n "$ckpt_path" ] || own_ckpt=1
-modelzoo_prepare_output
-if [ -n "$own_ckpt" ]; then
-    ckpt_path="$output_dir/ckpt_perf"
-    rm -rf "$ckpt_path"
-fi
+modelzoo_prepare_output perf
 step_limit=()
 [ -z "$train_steps" ] || step_limit=(--max_steps="$train_steps")
 modelzoo_train "$PYTHON" "$model_dir/TrainResNet.py" \
