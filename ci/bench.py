@@ -31,11 +31,17 @@ sys.path.insert(0, REPO_ROOT)
 from common.io_utils import atomic_write  # noqa: E402
 
 Case = collections.namedtuple('Case', [
-    'model', 'folder', 'maker', 'label', 'batch_size', 'train_flops_per_image',
+    'model', 'folder', 'make_data', 'label', 'batch_size', 'train_flops_per_image',
     'extra_args', 'synthetic_flag', 'quick_steps', 'full_steps'])
+Case.__doc__ = """One benchmarked configuration.
+
+make_data(root) -> (data_path, extra .sh arguments) writes a synthetic dataset.
+synthetic_flag: the training flag that swaps the input pipeline for in-graph
+synthetic data, or None where the model has no such switch.
+"""
 
 
-def gemm_peak_flops(dtype='float32', n=2048, repeats=10):
+def gemm_peak_flops(dtype='float32', n=2048, repeats=20):
     """Measured matrix-multiply FLOP/s of TensorFlow on this machine."""
     import tensorflow.compat.v1 as tf
     tf.disable_v2_behavior()
@@ -98,6 +104,7 @@ def bench_case(case, data_path, precision_mode, synthetic, steps, repeats, work_
         'model': case.label, 'precision_mode': precision_mode,
         'input': 'synthetic' if synthetic else 'pipeline', 'batch_size': case.batch_size,
         'images_per_s': fps, 'repeats': [r['fps'] for r in runs],
+        'gemm_peak_gflops': peak / 1e9,
         'mfu': fps * case.train_flops_per_image / peak,
         'ready_s': statistics.median(r.get('ready_s') or 0.0 for r in runs),
         'first_step_s': statistics.median(r.get('first_step_s') or 0.0 for r in runs),
@@ -107,15 +114,16 @@ def bench_case(case, data_path, precision_mode, synthetic, steps, repeats, work_
 
 
 def markdown(rows, machine):
-    lines = ['Machine: %s; TensorFlow %s; GEMM peak fp32 %.0f GFLOP/s.'
-             % (machine['cpu'], machine['tensorflow'], machine['gemm_fp32_gflops']), '',
-             '| model | precision_mode | input | batch | images/s | MFU | first step ready (s) '
-             '| peak RSS (MB) | command |',
-             '|---|---|---|---|---|---|---|---|---|']
+    lines = ['Machine: %s; TensorFlow %s; bf16: %s.'
+             % (machine['cpu'], machine['tensorflow'], 'yes' if machine['bf16'] else 'no'), '',
+             '| model | precision_mode | input | batch | images/s | GEMM peak (GFLOP/s) | MFU '
+             '| first step ready (s) | peak RSS (MB) | command |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append('| %s | %s | %s | %d | %.2f | %.1f%% | %.1f | %.0f | `%s` |' % (
+        lines.append('| %s | %s | %s | %d | %.2f | %.0f | %.1f%% | %.1f | %.0f | `%s` |' % (
             r['model'], r['precision_mode'], r['input'], r['batch_size'], r['images_per_s'],
-            100 * r['mfu'], r['ready_s'], r['peak_rss_mb'], r['command']))
+            r['gemm_peak_gflops'], 100 * r['mfu'], r['ready_s'], r['peak_rss_mb'],
+            r['command']))
     return '\n'.join(lines) + '\n'
 
 
@@ -138,22 +146,36 @@ def gitloss_train_flops():
     return 3 * 2 * macs
 
 
+def demo_data(maker_name):
+    """The model's demo dataset, without the demo's steps/batch/checkpoint flags."""
+    def make(root):
+        import importlib
+        maker = importlib.import_module(maker_name)
+        data_path, demo_args = maker.make_demo_dataset(root)
+        return data_path, [a for a in demo_args if not a.startswith(
+            ('--train_steps=', '--batch_size=', '--ckpt_path='))]
+    return make
+
+
+def cacd_cache_data(root):
+    """A ready 224x224 cache of 160 images (4 identities): training needs no JPEGs."""
+    from ci.synthetic.cacd import make_cache_dataset
+    make_cache_dataset(root, images=160, identities=4)
+    return root, ['--val_fraction=0.2']
+
+
 # Training FLOPs per image = 3 x forward (forward + two backward products).
+# Forward FLOPs: the Gitloss net by its layer list; ResNet-50 at 224x224,
+# 4.1 G multiply-adds; LResNet50E-IR / LResNet100E-IR at 112x112, 12.6 / 24.2
+# GFLOPs (published figures, multiply-adds x2).
 CASES = [
-    Case(model='gitloss', folder='Gitloss_ID1277', maker='ci.synthetic.mnist', label='Gitloss',
-         batch_size=128, train_flops_per_image=gitloss_train_flops(), extra_args=[],
-         synthetic_flag=None, quick_steps=60, full_steps=300),
+    Case(model='gitloss', folder='Gitloss_ID1277', make_data=demo_data('ci.synthetic.mnist'),
+         label='Gitloss', batch_size=128, train_flops_per_image=gitloss_train_flops(),
+         extra_args=[], synthetic_flag=None, quick_steps=60, full_steps=300),
+    Case(model='face_resnet50', folder='Face-ResNet50_ID1372', make_data=cacd_cache_data,
+         label='Face-ResNet50 224', batch_size=32, train_flops_per_image=3 * 2 * 4.1e9,
+         extra_args=[], synthetic_flag=None, quick_steps=3, full_steps=8),
 ]
-
-
-def make_data(case, root):
-    import importlib
-    maker = importlib.import_module(case.maker)
-    data_path, demo_args = maker.make_demo_dataset(os.path.join(root, case.folder))
-    # The demo's own overrides minus steps/batch/ckpt, which the bench sets.
-    keep = [a for a in demo_args
-            if not a.startswith(('--train_steps=', '--batch_size=', '--ckpt_path='))]
-    return data_path, keep
 
 
 def main(argv=None):
@@ -169,26 +191,25 @@ def main(argv=None):
     from common.npu_config import cpu_supports_bf16, read_cpuinfo
     import tensorflow.compat.v1 as tf
     bf16 = cpu_supports_bf16(read_cpuinfo())
-    machine = {'cpu': cpu_name(), 'tensorflow': tf.VERSION, 'bf16': bf16,
-               'gemm_fp32_gflops': gemm_peak_flops('float32') / 1e9}
-    if bf16:
-        machine['gemm_bf16_gflops'] = gemm_peak_flops('bfloat16') / 1e9
-    print('[bench] %s' % json.dumps(machine))
+    machine = {'cpu': cpu_name(), 'tensorflow': tf.VERSION, 'bf16': bf16}
     # Mixed precision only differs from fp32 where the CPU has bf16 (or on GPU/NPU).
     precisions = ['must_keep_origin_dtype'] + (['allow_mix_precision'] if bf16 else [])
+    print('[bench] %s' % json.dumps(machine))
 
     work_dir = tempfile.mkdtemp(prefix='bench-')
     rows = []
     for case in CASES:
         if case.model not in wanted:
             continue
-        data_path, extra = make_data(case, os.path.join(args.out_dir, 'data'))
+        data_path, extra = case.make_data(os.path.join(args.out_dir, 'data', case.folder))
         case = case._replace(extra_args=list(case.extra_args) + extra)
         steps = case.quick_steps if args.quick else case.full_steps
         for precision in precisions:
-            peak = machine['gemm_bf16_gflops' if precision == 'allow_mix_precision'
-                           else 'gemm_fp32_gflops'] * 1e9
             for synthetic in ([False, True] if case.synthetic_flag else [False]):
+                # The GEMM peak is measured right before each case, so that the
+                # MFU compares two numbers taken under the same machine load.
+                peak = gemm_peak_flops('bfloat16' if precision == 'allow_mix_precision'
+                                       else 'float32')
                 row = bench_case(case, data_path, precision, synthetic, steps, repeats,
                                  work_dir, peak)
                 print('[bench] %s' % json.dumps(row))
