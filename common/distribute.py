@@ -94,10 +94,33 @@ def _cluster_from_rank_env(environ):
     return Cluster('hccl', size, rank)
 
 
+def _tower_slices(model_fn, inputs, replicas):
+    """Splits every input tensor's batch into ``replicas`` equal parts; the
+    returned model_fn runs on the part of the replica that calls it."""
+    def split(tensor):
+        batch = tensor.shape.as_list()[0]
+        if batch is None or batch % replicas:
+            raise InputError(None, 'the batch (%s) must split evenly across %d devices'
+                             % (batch, replicas))
+        return tf.stack(tf.split(tensor, replicas))
+
+    stacked = tf.nest.map_structure(split, inputs)
+
+    def tower_model_fn(all_inputs):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return model_fn(tf.nest.map_structure(lambda t: t[replica], all_inputs))
+    return tower_model_fn, stacked
+
+
 class DataParallel(object):
     """Averages gradients over every worker of the discovered cluster."""
 
-    def __init__(self, device_config, cluster=None, step_timeout_s=DEFAULT_STEP_TIMEOUT_S):
+    def __init__(self, device_config, cluster=None, step_timeout_s=DEFAULT_STEP_TIMEOUT_S,
+                 local_devices=None):
+        """``local_devices``: several devices of this one process (e.g.
+        ['/gpu:0', '/gpu:1']) to split every batch across, one weight-sharing
+        replica per device (tf.distribute.MirroredStrategy); single-process only.
+        """
         self.cluster = discover_cluster() if cluster is None else cluster
         self.session_config = tf.ConfigProto()
         self.session_config.CopyFrom(device_config.session_config)
@@ -105,7 +128,14 @@ class DataParallel(object):
         self.strategy = None
         self._broadcast_op = None
         self._run_options = None
-        if self.cluster.engine == 'tf_config':
+        self._local_towers = bool(local_devices) and len(local_devices) > 1
+        if self._local_towers:
+            if self.cluster.engine != 'single':
+                raise InputError('TF_CONFIG' if self.cluster.engine == 'tf_config' else
+                                 'RANK_SIZE', 'several local devices and several workers '
+                                 'at once are not supported; use one or the other')
+            self.strategy = tf.distribute.MirroredStrategy(list(local_devices))
+        elif self.cluster.engine == 'tf_config':
             self._join_tf_distribute_cluster(step_timeout_s)
         elif self.cluster.engine == 'hccl' and device_config.device != 'npu':
             raise InputError('RANK_SIZE', 'RANK_SIZE>1 means HCCL on Ascend, but the '
@@ -160,9 +190,11 @@ class DataParallel(object):
                 from npu_bridge.hccl import hccl_ops
                 self._broadcast_op = hccl_ops.broadcast(tf.trainable_variables(), 0)
             return train_op, loss, metrics
+        replicas = self.strategy.num_replicas_in_sync
+        if self._local_towers:
+            model_fn, inputs = _tower_slices(model_fn, inputs, replicas)
         per_replica = self.strategy.extended.call_for_each_replica(
-            self._replica_step,
-            args=(optimizer, model_fn, inputs, global_step, self.num_workers))
+            self._replica_step, args=(optimizer, model_fn, inputs, global_step, replicas))
         train_op, loss, metrics = per_replica
         mean = tf.distribute.ReduceOp.MEAN
         return (self.strategy.group(train_op),

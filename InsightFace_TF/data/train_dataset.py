@@ -1,0 +1,106 @@
+"""The training input of train_nets.py: TFRecords -> normalised BGR batches.
+
+Every ``*.tfrecord*`` / ``*.tfrecords`` file in the folder is read (the
+reference reads the single ``tran.tfrecords``; the converters here may shard).
+Per image, as the reference: decode the JPEG, RGB -> BGR, random horizontal
+flip (the only augmentation); then (x - 127.5) * 0.0078125 as float32. Unlike
+the reference, decoding runs in parallel, normalisation runs once per batch,
+and batches are prefetched while the previous step trains, so the input
+pipeline keeps up with the network.
+"""
+from __future__ import print_function
+
+import glob
+import os
+import struct
+
+import tensorflow.compat.v1 as tf
+
+from common.io_utils import InputError, require_dir
+
+PIXEL_MEAN = 127.5
+PIXEL_SCALE = 0.0078125
+# TFRecord framing: uint64 length, uint32 masked CRC of the length, the data,
+# uint32 masked CRC of the data.
+_LENGTH_HEADER = struct.Struct('<QI')
+_DATA_CRC_BYTES = 4
+
+
+def tfrecord_files(folder):
+    """The TFRecord files of ``folder``, sorted; InputError when there are none."""
+    require_dir(folder, 'TFRecords folder')
+    files = sorted(set(glob.glob(os.path.join(folder, '*.tfrecord*'))))
+    files = [f for f in files if os.path.isfile(f) and not os.path.basename(f).startswith('.')]
+    if not files:
+        raise InputError(folder, 'no *.tfrecords / *.tfrecord* files in this folder '
+                                 '(make them with data/mx2tfrecords.py)')
+    return files
+
+
+def count_records(path):
+    """Number of records in one TFRecord file, read from its framing alone.
+
+    Seeks over the payloads, so counting millions of images takes seconds; a
+    file that ends inside a record is reported as truncated.
+    """
+    size = os.path.getsize(path)
+    count = 0
+    with open(path, 'rb') as f:
+        offset = 0
+        while offset < size:
+            header = f.read(_LENGTH_HEADER.size)
+            if len(header) < _LENGTH_HEADER.size:
+                raise InputError(path, 'truncated: record %d ends inside its header' % count)
+            length, _ = _LENGTH_HEADER.unpack(header)
+            offset += _LENGTH_HEADER.size + length + _DATA_CRC_BYTES
+            if offset > size:
+                raise InputError(path, 'truncated: record %d needs %d bytes, the file '
+                                       'ends %d bytes early' % (count, length, offset - size))
+            f.seek(offset)
+            count += 1
+    return count
+
+
+def parse_example(serialized, image_size):
+    """One TFRecord example -> (uint8 BGR image, int64 label), randomly flipped."""
+    features = tf.parse_single_example(serialized, {
+        'image_raw': tf.FixedLenFeature([], tf.string),
+        'label': tf.FixedLenFeature([], tf.int64)})
+    image = tf.image.decode_jpeg(features['image_raw'], channels=3)
+    image = tf.reshape(image, [image_size[0], image_size[1], 3])
+    image = tf.reverse(image, axis=[-1])  # RGB -> BGR, the order of the eval sets
+    image = tf.image.random_flip_left_right(image)
+    return image, features['label']
+
+
+def normalise(images):
+    """uint8 BGR -> float32 (x - 127.5) / 128, the network's input."""
+    return (tf.cast(images, tf.float32) - PIXEL_MEAN) * PIXEL_SCALE
+
+
+def training_dataset(files, batch_size, image_size, buffer_size, shard=None,
+                     num_parallel_calls=None):
+    """Endless shuffled batches of (normalised images, labels), static shapes.
+
+    ``shard``: (num_shards, index) to read every num_shards-th record only
+    (data-parallel workers). The data repeats; the caller counts epochs.
+    """
+    autotune = tf.data.experimental.AUTOTUNE
+    dataset = tf.data.TFRecordDataset(files)
+    if shard is not None and shard[0] > 1:
+        dataset = dataset.shard(shard[0], shard[1])
+    dataset = dataset.shuffle(buffer_size).repeat()
+    dataset = dataset.map(lambda record: parse_example(record, image_size),
+                          num_parallel_calls=num_parallel_calls or autotune)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda images, labels: (normalise(images), labels))
+    return dataset.prefetch(autotune)
+
+
+def synthetic_dataset(batch_size, image_size, num_classes, seed=0):
+    """One fixed random batch, repeated: the network's speed without any input
+    pipeline (benchmarks compare it with ``training_dataset``)."""
+    images = tf.random_uniform([batch_size, image_size[0], image_size[1], 3],
+                               -1.0, 1.0, seed=seed)
+    labels = tf.random_uniform([batch_size], 0, num_classes, dtype=tf.int64, seed=seed)
+    return tf.data.Dataset.from_tensors((images, labels)).cache().repeat()

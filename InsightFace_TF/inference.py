@@ -1,0 +1,84 @@
+"""The inference graph shared by eval_ckpt_file.py and export_model.py.
+
+Input: float32 BGR images normalised as in training, (x - 127.5) / 128, fed to
+the placeholder ``img_inputs`` (the reference's name). Output: the network's
+512-d embedding (batch-norm on its moving statistics, no dropout); the
+verification protocol and the exported models L2-normalise it.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+
+import tensorflow.compat.v1 as tf
+
+from common.io_utils import InputError
+
+import nets
+
+INPUT_NAME = 'img_inputs'
+
+
+def int_list(text):
+    """argparse type for '112,112' style values."""
+    try:
+        return [int(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+
+
+def add_network_flags(parser, default_depth):
+    parser.add_argument('--net_depth', type=int, default=default_depth, help='50, 100 or 152')
+    parser.add_argument('--net_name', default=nets.DEFAULT_NETWORK, choices=sorted(nets.NETWORKS),
+                        help='network file: the fixed LResNet-E-IR (default), the pre-fix '
+                             'wide one, or the GroupNorm one')
+    parser.add_argument('--unit_type', default='ir', choices=('ir', 'se_ir'))
+    parser.add_argument('--image_size', type=int_list, default=[112, 112])
+    return parser
+
+
+def check_network_flags(args):
+    if args.net_depth not in nets.supported_depths(args.net_name):
+        raise InputError(None, '--net_depth must be one of %s for %s, got %d'
+                         % (nets.supported_depths(args.net_name), args.net_name, args.net_depth))
+    if len(args.image_size) != 2 or min(args.image_size) < 1:
+        raise InputError(None, '--image_size must be two positive integers, got %s'
+                         % args.image_size)
+
+
+def build_embedding_graph(args):
+    """Placeholder and embedding tensor of the network the flags describe."""
+    images = tf.placeholder(tf.float32, [None] + list(args.image_size) + [3], name=INPUT_NAME)
+    embedding = nets.build_embedding(args.net_name, images, args.net_depth,
+                                     unit_type=args.unit_type, training=False, keep_rate=1.0)
+    return images, embedding
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix, or a folder's newest checkpoint; InputError otherwise."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise InputError(path, 'folder holds no checkpoint (no "checkpoint" index file)')
+        return latest
+    if not os.path.isfile(path + '.index'):
+        raise InputError(path, 'is not a checkpoint (no %s.index)' % os.path.basename(path))
+    return path
+
+
+def restore_network(sess, checkpoint):
+    """Restores the graph's variables from ``checkpoint``; names what is missing."""
+    stored = dict(tf.train.list_variables(checkpoint))
+    variables = tf.global_variables()
+    missing = [v.op.name for v in variables if v.op.name not in stored]
+    if missing:
+        raise InputError(checkpoint, 'lacks %d variable(s) of this network, e.g. %s; check '
+                                     '--net_name/--net_depth/--unit_type'
+                         % (len(missing), ', '.join(missing[:3])))
+    wrong = [(v.op.name, v.shape.as_list(), stored[v.op.name]) for v in variables
+             if v.shape.as_list() != list(stored[v.op.name])]
+    if wrong:
+        name, want, have = wrong[0]
+        raise InputError(checkpoint, '%s has shape %s, this network needs %s; check '
+                                     '--net_depth/--image_size' % (name, have, want))
+    tf.train.Saver(variables).restore(sess, checkpoint)

@@ -1,0 +1,13 @@
+# Shared by test/train_*_1p.sh: where the data is and which eval sets exist.
+# --data_path holds the training TFRecords (directly, or in a tfrecords/
+# sub-folder) and the .bin evaluation sets; every set present is evaluated.
+insightface_data_args() {
+    local tfrecords="$data_path" sets="" name
+    [ -d "$data_path/tfrecords" ] && tfrecords="$data_path/tfrecords"
+    for name in lfw cfp_ff cfp_fp agedb_30; do
+        [ -f "$data_path/$name.bin" ] && sets="${sets:+$sets,}$name"
+    done
+    data_args=(--tfrecords_file_path="$tfrecords" --eval_db_path="$data_path"
+               --eval_datasets="$sets" --summary_path="$output_dir/summary"
+               --log_file_path="$output_dir/logs")
+}
