@@ -1,0 +1,1 @@
+"""Margin-based softmax losses for face recognition (see face_losses)."""
