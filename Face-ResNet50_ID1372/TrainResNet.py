@@ -8,6 +8,11 @@ The image cache is built on the first run. Checkpoints go to --ckpt_path every
 2 epochs and at the end; a later run with the same --ckpt_path resumes. The
 accuracy on the held-out images (--val_fraction of every identity) is printed
 at each checkpoint.
+
+Data-parallel training (common/distribute.py): with TF_CONFIG naming several
+workers (common/launch_workers.py) or RANK_SIZE > 1 on Ascend, every step
+trains on a global batch of workers x --batch_size images, each worker on its
+own part; worker 0 writes the checkpoints and the result file.
 """
 from __future__ import print_function
 
@@ -20,6 +25,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel, discover_cluster  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
 from common.modelzoo_summary import ThroughputMeter, write_run_result  # noqa: E402
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
@@ -63,6 +69,9 @@ def parse_args(argv):
                         help='stop after this many training steps in this run (0: no limit)')
     parser.add_argument('--result_json', default='',
                         help='write FPS, accuracy and losses here (ModelZoo summary)')
+    parser.add_argument('--step_timeout_s', type=float, default=DEFAULT_STEP_TIMEOUT_S,
+                        help='several workers: a step that takes longer (a lost worker) '
+                             'stops the run with an error')
     add_device_flags(parser)
     args = parser.parse_args(argv)
     for flag in ('epochs', 'batch_size'):
@@ -73,6 +82,8 @@ def parse_args(argv):
             raise InputError(None, '--%s must not be negative' % flag)
     if not args.learning_rate > 0:
         raise InputError(None, '--learning_rate must be positive')
+    if not args.step_timeout_s > 0:
+        raise InputError(None, '--step_timeout_s must be positive')
     if not 0 <= args.val_fraction < 1:
         raise InputError(None, '--val_fraction must be in [0, 1)')
     if not 0 <= args.bn_decay < 1:
@@ -101,6 +112,26 @@ def batch_dataset(make_batches, batch_size):
     return dataset.prefetch(2)
 
 
+def summed_cross_entropy(images, class_ids, label_count, bn_decay):
+    """The recipe's loss: softmax cross-entropy SUMMED over the batch."""
+    net = ResNet.resnet50(images, label_count, training=True, bn_decay=bn_decay)
+    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=class_ids, logits=net.logits))
+
+
+def average_moving_statistics(next_creator, **kwargs):
+    """Variable creator: the batch-norm moving statistics, which every worker
+    updates from its own batch, get aggregation MEAN, so the update applied
+    on every worker is the average of the workers' updates and all keep the
+    same values (tf.distribute on TF 1.15 refuses such an update without an
+    aggregation; TF 2 would let the workers' copies drift apart). No effect
+    in a single process."""
+    if kwargs.get('trainable') is False and kwargs.get('aggregation') in (
+            None, tf.VariableAggregation.NONE):
+        kwargs['aggregation'] = tf.VariableAggregation.MEAN
+    return next_creator(**kwargs)
+
+
 def evaluate(sess, iterator, correct, count):
     """Top-1 accuracy of the inference graph over one pass of ``iterator``."""
     sess.run(iterator.initializer)
@@ -123,12 +154,22 @@ def main(argv=None):
     label_count = args.label_num or int(labels.max())
     cache = utils.open_or_build_cache(args.train_data_path, names, args.parentPath)
     train_idx, held_out_idx = utils.split_held_out(labels, args.val_fraction)
-    steps_per_epoch = utils.steps_per_epoch(train_idx.size, args.batch_size)
+    cluster = discover_cluster()
+    workers = cluster.num_workers
+    # Each worker's batch; a step trains on the global batch of all workers.
+    train_batch = min(args.batch_size, train_idx.size // workers)
+    if train_batch < 1:
+        raise InputError(args.label_path, '%d training images cannot be shared by %d workers'
+                         % (train_idx.size, workers))
+    global_batch = train_batch * workers
+    steps_per_epoch = utils.steps_per_epoch(train_idx.size, global_batch)
     total_steps = args.epochs * steps_per_epoch
-    train_batch = min(args.batch_size, train_idx.size)
     print('%d images of %d identities: %d for training (%d steps per epoch), %d held out'
           % (labels.size, np.unique(labels).size, train_idx.size, steps_per_epoch,
              held_out_idx.size))
+    if workers > 1:
+        print('Worker %d of %d: global batch of %d images, %d on each worker'
+              % (cluster.worker_index, workers, global_batch, train_batch))
 
     ckpt = tf.train.latest_checkpoint(args.ckpt_path) if os.path.isdir(args.ckpt_path) else None
     start_step = checkpoint_step(ckpt, label_count) if ckpt else 0
@@ -150,22 +191,29 @@ def main(argv=None):
     device_config = build_device_config(args.device, args.precision_mode)
     graph = tf.Graph()
     with graph.as_default():
+        dp = DataParallel(device_config, cluster, step_timeout_s=args.step_timeout_s)
+    with graph.as_default(), dp.scope(), tf.variable_creator_scope(average_moving_statistics):
         global_step = tf.train.get_or_create_global_step()
         train_iterator = tf.data.make_initializable_iterator(batch_dataset(
-            lambda: utils.training_batches(cache, labels, train_idx, args.batch_size,
-                                           start_step, stop_step),
+            lambda: utils.training_batches(cache, labels, train_idx, train_batch,
+                                           start_step, stop_step, cluster.worker_index,
+                                           workers),
             train_batch))
-        images, class_ids = train_iterator.get_next()
-        net = ResNet.resnet50(images, label_count, training=True, bn_decay=args.bn_decay)
-        cost = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=class_ids, logits=net.logits))
         learning_rate = tf.train.exponential_decay(
             args.learning_rate, global_step, DECAY_EVERY_EPOCHS * steps_per_epoch, 0.1,
             staircase=True)
         optimizer = wrap_optimizer(tf.train.MomentumOptimizer(learning_rate, MOMENTUM),
                                    device_config)
-        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
-            train_op = optimizer.minimize(cost, global_step=global_step)
+
+        def model_fn(inputs):
+            images, class_ids = inputs
+            # dp.minimize averages the workers' losses (and gradients); the
+            # recipe's loss is the sum over the whole, global batch.
+            return workers * summed_cross_entropy(images, class_ids, label_count,
+                                                  args.bn_decay), {}
+
+        train_op, cost, _ = dp.minimize(optimizer, model_fn, train_iterator.get_next(),
+                                        global_step)
 
         eval_batch = max(1, min(args.batch_size, held_out_idx.size))
         eval_iterator = tf.data.make_initializable_iterator(batch_dataset(
@@ -185,6 +233,9 @@ def main(argv=None):
                 weight_pairs, weight_skipped = ResNet.match_reference_weights(weights)
             except ValueError as e:
                 raise InputError(args.model_path, str(e))
+            weight_inputs = [tf.placeholder(tf.float32, var.shape) for var, _ in weight_pairs]
+            load_weights = tf.group([var.assign(value) for (var, _), value
+                                     in zip(weight_pairs, weight_inputs)])
         graph.finalize()
 
     # ---- session loop
@@ -193,18 +244,21 @@ def main(argv=None):
     meter = ThroughputMeter(warmup=1)
     logged_costs = []
     accuracy = None
-    with tf.Session(graph=graph, config=device_config.session_config) as sess:
+    with graph.as_default(), dp.session() as sess:
+        # Every worker restores the same checkpoint (the chief's --ckpt_path)
+        # or initialises (tf.distribute: from worker 0's values).
         if ckpt:
             saver.restore(sess, ckpt)
             print('Resuming from %s at step %d' % (ckpt, start_step))
         else:
-            sess.run(init_op)
+            dp.run(sess, init_op)
             if weights is not None:
-                for var, value in weight_pairs:
-                    var.load(value, sess)
+                sess.run(load_weights, dict(zip(weight_inputs,
+                                                [value for _, value in weight_pairs])))
                 print('Initialised %d tensors from %s' % (len(weight_pairs), args.model_path))
                 for layer, reason in weight_skipped:
                     print('  %s: %s' % (layer, reason))
+        dp.broadcast(sess)
         sess.run(train_iterator.initializer)
 
         last_saved = ckpt
@@ -214,8 +268,8 @@ def main(argv=None):
                 print('Start Epoch %i' % (epoch + 1))
                 epoch_cost, timed_steps, timed_seconds = 0.0, 0, 0.0
             meter.start()
-            batch_cost, _, rate = sess.run([cost, train_op, learning_rate])
-            seconds = meter.stop(train_batch)
+            batch_cost, _, rate = dp.run(sess, [cost, train_op, learning_rate])
+            seconds = meter.stop(global_batch)  # images/s of all workers together
             if not np.isfinite(batch_cost):
                 sys.stdout.flush()
                 print('[Error] the loss became %s at epoch %d batch %d; training stopped. '
@@ -241,8 +295,15 @@ def main(argv=None):
                 print('End Epoch %i' % (epoch + 1))
                 print('Total cost of Epoch %f' % epoch_cost)
             if run_done or (epoch + 1) % SAVE_EVERY_EPOCHS == 0:
-                last_saved = saver.save(sess, checkpoint_prefix, global_step=global_step)
-                print('Saved checkpoint %s' % last_saved)
+                if dp.is_chief:
+                    last_saved = saver.save(sess, checkpoint_prefix, global_step=global_step)
+                    print('Saved checkpoint %s' % last_saved)
+                else:
+                    last_saved = '%s-%d' % (checkpoint_prefix, step + 1)
+                # Every worker evaluates: the evaluation graph reads this
+                # worker's copy of the weights (no collective ops), and the
+                # workers reach the next training step together, so none waits
+                # out --step_timeout_s while the chief alone evaluates.
                 if held_out_idx.size:
                     accuracy = evaluate(sess, eval_iterator, correct, eval_count)
                     print('Held-out accuracy %f (%d images)' % (accuracy, held_out_idx.size))
@@ -253,7 +314,7 @@ def main(argv=None):
         print('Training throughput %.2f images/s' % meter.fps)
     print('Peak memory (max RSS) %.1f MB'
           % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
-    if args.result_json:
+    if args.result_json and dp.is_chief:
         write_run_result(args.result_json, meter.fps, accuracy, logged_costs, meter=meter)
     return 0
 

@@ -324,25 +324,37 @@ def steps_per_epoch(image_count, batch_size):
     return max(1, image_count // batch_size)
 
 
-def epoch_batches(indices, batch_size, epoch, seed=1372):
+def epoch_batches(indices, batch_size, epoch, seed=1372, worker=0, workers=1):
     """The batches of one epoch: a permutation fixed by (seed, epoch), so a
     resumed run sees the same order; each batch sorted for sequential reads.
-    Images left over after the full batches wait for a later epoch."""
+    Images left over after the full batches wait for a later epoch.
+
+    With several workers, every step takes a global batch of workers x
+    batch_size consecutive images of the permutation and ``worker`` gets its
+    part number ``worker`` of it: the workers' batches never overlap and
+    together are the single-process batch of workers x batch_size. Pass a
+    batch_size of at most len(indices) // workers then.
+    """
     order = np.random.RandomState(seed + epoch).permutation(indices)
-    return [np.sort(order[i * batch_size:(i + 1) * batch_size])
-            for i in range(steps_per_epoch(order.size, batch_size))]
+    global_batch = batch_size * workers
+    first = worker * batch_size
+    return [np.sort(order[i * global_batch + first:i * global_batch + first + batch_size])
+            for i in range(steps_per_epoch(order.size, global_batch))]
 
 
-def training_batches(cache, labels, indices, batch_size, first_step, last_step):
+def training_batches(cache, labels, indices, batch_size, first_step, last_step,
+                     worker=0, workers=1):
     """Yields (images uint8, class ids int32) for global steps first_step..last_step-1.
 
-    Every batch has min(batch_size, len(indices)) images."""
-    epoch_steps = steps_per_epoch(len(indices), batch_size)
+    Every batch has min(batch_size, len(indices)) images; with several
+    workers, this worker's part of each step (see epoch_batches)."""
+    epoch_steps = steps_per_epoch(len(indices), batch_size * workers)
     current_epoch, batches = None, None
     for step in range(first_step, last_step):
         epoch, index = divmod(step, epoch_steps)
         if epoch != current_epoch:
-            current_epoch, batches = epoch, epoch_batches(indices, batch_size, epoch)
+            current_epoch, batches = epoch, epoch_batches(indices, batch_size, epoch,
+                                                          worker=worker, workers=workers)
         batch = batches[index]
         yield cache.read(batch), (labels[batch] - 1).astype(np.int32)
 
