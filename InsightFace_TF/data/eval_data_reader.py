@@ -1,0 +1,223 @@
+"""Evaluation sets (lfw.bin, cfp_ff.bin, cfp_fp.bin, agedb_30.bin): reading and making.
+
+A .bin is a pickle of ``(bins, issame_list)``: 2N encoded images and N
+booleans; pair i is images 2i and 2i+1. The released files were written by
+Python 2, so they are read with ``encoding='bytes'``, and through an
+unpickler that admits only the types the format needs: a .bin from
+elsewhere cannot run code while loading.
+
+``load_bin`` decodes every image once into one uint8 BGR array; the network
+input (float32, flipped or not) is made per batch by ``network_input``, so a
+14000-image set costs 14000*112*112*3 bytes (about 0.5 GB), not two float64
+copies.
+
+``make_bin`` / the command line build a .bin from your own pairs list:
+
+    python3 data/eval_data_reader.py --pairs my_pairs.txt --output my_set.bin
+
+with lines ``path1 path2 same`` (same = 1/0 or true/false; paths relative to
+the pairs file's folder unless absolute; blank lines and # comments skipped).
+"""
+from __future__ import print_function
+
+import argparse
+import codecs
+import collections
+import os
+import pickle
+import sys
+
+import cv2
+import numpy as np
+
+if __name__ == '__main__':
+    HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
+
+INPUT_MEAN = 127.5
+INPUT_SCALE = 0.0078125
+BIN_PICKLE_PROTOCOL = 2  # readable by the Python 2 tools that made the released sets
+
+# images: uint8 (2N, H, W, 3) BGR; issame: bool (N,). A tuple, so the
+# reference's ``data_set[0]``/``data_set[1]`` indexing still works.
+EvalSet = collections.namedtuple('EvalSet', 'images issame')
+
+
+# ------------------------------------------------------------ safe unpickling
+
+def _latin1_encode(text, encoding='latin1'):
+    """Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, 'latin1')."""
+    if encoding not in ('latin1', 'latin-1'):
+        raise pickle.UnpicklingError('refusing _codecs.encode with encoding %r' % encoding)
+    return codecs.encode(text, 'latin1')
+
+
+def _bool_dtype(name, align=False, copy=False):
+    """numpy.dtype, for the bool dtype of pickled numpy bool scalars only."""
+    if isinstance(name, bytes):
+        name = name.decode('latin1')
+    if name not in ('b1', '?'):
+        raise pickle.UnpicklingError('refusing numpy dtype %r: a .bin holds bools only' % name)
+    return np.dtype('b1', align, True)
+
+
+def _bool_scalar(dtype, data=None):
+    """numpy.core.multiarray.scalar, for numpy bool scalars only."""
+    if not isinstance(dtype, np.dtype) or dtype != np.bool_ or \
+            not isinstance(data, bytes) or len(data) != 1:
+        raise pickle.UnpicklingError('refusing a numpy scalar that is not a bool')
+    return np.bool_(data != b'\0')
+
+
+class BinUnpickler(pickle.Unpickler):
+    """Lists, tuples, bytes, str, numbers, bools and numpy bools; no other globals."""
+
+    ALLOWED_GLOBALS = {
+        ('_codecs', 'encode'): _latin1_encode,
+        ('numpy', 'dtype'): _bool_dtype,
+        ('numpy.core.multiarray', 'scalar'): _bool_scalar,
+        ('numpy._core.multiarray', 'scalar'): _bool_scalar,
+    }
+
+    def find_class(self, module, name):
+        try:
+            return self.ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                'refusing to load %s.%s: not part of the .bin format' % (module, name))
+
+
+def read_bin_pickle(path):
+    """(bins: list of bytes, issame: bool array) from a .bin, structure checked."""
+    require_file(path, '.bin file')
+    with open(path, 'rb') as f:
+        try:
+            content = BinUnpickler(f, encoding='bytes').load()
+        except pickle.UnpicklingError as e:
+            raise InputError(path, 'not a readable .bin pickle (%s)' % e)
+        except (EOFError, ValueError, TypeError, IndexError, KeyError,
+                AttributeError, MemoryError) as e:
+            raise InputError(path, 'truncated or not a .bin pickle (%s: %s)'
+                             % (type(e).__name__, e))
+    if not isinstance(content, (tuple, list)) or len(content) != 2:
+        raise InputError(path, 'expected a pickled (images, issame_list) pair')
+    bins, issame = content
+    if not isinstance(bins, (list, tuple)) or \
+            not all(isinstance(b, (bytes, bytearray)) for b in bins):
+        raise InputError(path, 'the first element must be a list of encoded images (bytes)')
+    if not isinstance(issame, (list, tuple)) or \
+            not all(isinstance(s, (bool, np.bool_)) for s in issame):
+        raise InputError(path, 'the second element must be a list of booleans')
+    if len(bins) % 2:
+        raise InputError(path, 'odd number of images (%d); pairs need 2 images each' % len(bins))
+    if len(bins) != 2 * len(issame):
+        raise InputError(path, '%d images for %d pairs; expected %d images'
+                         % (len(bins), len(issame), 2 * len(issame)))
+    if not issame:
+        raise InputError(path, 'holds no pairs')
+    return bins, np.array(issame, dtype=bool)
+
+
+def load_bin(path, image_size=(112, 112)):
+    """EvalSet(images uint8 (2N, H, W, 3) BGR, issame bool (N,)) from a .bin.
+
+    Images of another size are resized to ``image_size`` (height, width).
+    """
+    bins, issame = read_bin_pickle(path)
+    height, width = int(image_size[0]), int(image_size[1])
+    images = np.empty((len(bins), height, width, 3), dtype=np.uint8)
+    for i, encoded in enumerate(bins):
+        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(path, 'image %d (pair %d) does not decode' % (i, i // 2))
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        images[i] = image
+    return EvalSet(images, issame)
+
+
+def network_input(images, flip=False):
+    """float32 network input from uint8 BGR images: (x - 127.5) * 0.0078125,
+    optionally mirrored left-right."""
+    batch = images[:, :, ::-1] if flip else images
+    return (batch.astype(np.float32) - INPUT_MEAN) * INPUT_SCALE
+
+
+# ------------------------------------------------------------ making a .bin
+
+def read_pairs(pairs_path):
+    """[(path1, path2, same)] from a pairs list; relative paths resolved
+    against the list's folder."""
+    require_file(pairs_path, 'pairs list')
+    base = os.path.dirname(os.path.abspath(pairs_path))
+    pairs = []
+    with open(pairs_path) as f:
+        for line_number, line in enumerate(f, 1):
+            fields = line.split('#', 1)[0].split()
+            if not fields:
+                continue
+            same = fields[2].lower() if len(fields) == 3 else None
+            if same not in ('0', '1', 'true', 'false'):
+                raise InputError(pairs_path, 'line %d: expected "path1 path2 same(0/1)", got %r'
+                                 % (line_number, line.strip()))
+            first, second = (os.path.join(base, p) for p in fields[:2])
+            pairs.append((first, second, same in ('1', 'true')))
+    if not pairs:
+        raise InputError(pairs_path, 'holds no pairs')
+    return pairs
+
+
+def encoded_image(path):
+    """The file's bytes when OpenCV decodes them; JPEG and PNG are kept as
+    they are, other formats are re-encoded as PNG (lossless)."""
+    require_file(path, 'image')
+    with open(path, 'rb') as f:
+        data = f.read()
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
+        raise InputError(path, 'image does not decode')
+    if data.startswith(b'\xff\xd8\xff') or data.startswith(b'\x89PNG\r\n\x1a\n'):
+        return data
+    return cv2.imencode('.png', cv2.imdecode(np.frombuffer(data, np.uint8),
+                                             cv2.IMREAD_COLOR))[1].tobytes()
+
+
+def write_bin(path, bins, issame):
+    """Writes (bins, issame) as a .bin pickle, atomically."""
+    with atomic_write(path, 'wb') as f:
+        pickle.dump((list(bins), [bool(s) for s in issame]), f,
+                    protocol=BIN_PICKLE_PROTOCOL)
+
+
+def make_bin(pairs_path, output_path):
+    """Builds a .bin from a pairs list; returns (pairs, same pairs)."""
+    pairs = read_pairs(pairs_path)
+    cache = {}
+    bins = []
+    for first, second, _ in pairs:
+        for image_path in (first, second):
+            if image_path not in cache:
+                cache[image_path] = encoded_image(image_path)
+            bins.append(cache[image_path])
+    write_bin(output_path, bins, [same for _, _, same in pairs])
+    return len(pairs), sum(same for _, _, same in pairs)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Builds an evaluation .bin from a pairs list.')
+    parser.add_argument('--pairs', required=True,
+                        help='text file of "path1 path2 same(0/1)" lines')
+    parser.add_argument('--output', required=True, help='the .bin to write')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output')
+    args = parser.parse_args(argv)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise InputError(args.output, 'already exists; remove it, choose another path '
+                                      'or pass --overwrite')
+    count, same = make_bin(args.pairs, args.output)
+    print('wrote %s: %d pairs (%d same, %d different), %d images'
+          % (args.output, count, same, count - same, 2 * count))
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

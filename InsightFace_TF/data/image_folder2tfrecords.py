@@ -1,0 +1,81 @@
+"""Converts an image folder (one sub-folder per identity) to TFRecords.
+
+    python3 data/image_folder2tfrecords.py --image_folder ./my_faces \
+        --tfrecords_file_path ./datasets/tfrecords_my_faces
+
+Identities are the sub-folders in sorted name order, labelled 0..K-1; the
+images of each are taken in sorted name order. Files with an image extension
+are converted (JPEGs kept byte for byte, other formats re-encoded as JPEG);
+other files are counted and ignored. The output is the same as
+data/mx2tfrecords.py writes, and class_counts.txt also names each identity.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.io_utils import InputError, require_dir, run_main  # noqa: E402
+from data import tfrecord_output  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.ppm', '.pgm')
+
+
+def list_identities(root):
+    """(identity names, [(relative path, label)], ignored file count)."""
+    require_dir(root, 'image folder')
+    identities = sorted(name for name in os.listdir(root)
+                        if os.path.isdir(os.path.join(root, name)))
+    if not identities:
+        raise InputError(root, 'holds no identity sub-folders (expected <root>/<identity>/<image>)')
+    images = []
+    ignored = 0
+    for label, identity in enumerate(identities):
+        found = 0
+        for name in sorted(os.listdir(os.path.join(root, identity))):
+            path = os.path.join(identity, name)
+            if os.path.isfile(os.path.join(root, path)) and \
+                    os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                images.append((path, label))
+                found += 1
+            else:
+                ignored += 1
+        if not found:
+            print('[Warning] %s: identity folder holds no images; label %d stays unused'
+                  % (os.path.join(root, identity), label), file=sys.stderr)
+    return identities, images, ignored
+
+
+def image_items(root, images):
+    for path, label in images:
+        with open(os.path.join(root, path), 'rb') as f:
+            yield path, f.read(), label
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--image_folder', required=True,
+                        help='folder with one sub-folder of images per identity')
+    tfrecord_output.add_output_flags(parser)
+    args = parser.parse_args(argv)
+    tfrecord_output.check_output_flags(args)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    identities, images, ignored = list_identities(args.image_folder)
+    print('%s: %d identities, %d images' % (args.image_folder, len(identities), len(images)))
+    if ignored:
+        print('ignored %d entries that are not image files' % ignored)
+    summary = tfrecord_output.write_tfrecords(
+        image_items(args.image_folder, images), len(images), args, args.image_folder,
+        class_names=identities, progress_name='image_folder2tfrecords')
+    tfrecord_output.print_summary(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

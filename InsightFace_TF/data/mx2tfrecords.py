@@ -1,0 +1,61 @@
+"""Converts an MXNet RecordIO dataset (train.rec + train.idx) to TFRecords.
+
+    python3 data/mx2tfrecords.py --bin_path ./faces_ms1m_112x112/train.rec \
+        --idx_path ./faces_ms1m_112x112/train.idx \
+        --tfrecords_file_path ./datasets/tfrecords
+
+Reads the RecordIO file in pure Python (no MXNet) record by record through
+the .idx offsets; InsightFace files (header record 0) and plain image lists
+are both accepted, scalar or array labels (the first value is the class id).
+Writes ``tran.tfrecords`` (or ``--num_shards`` files) with ``image_raw`` (the
+JPEG, unchanged) and ``label`` (int64), shows a progress bar and ends with
+the count per class. See data/tfrecord_output.py for the output rules.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.io_utils import run_main  # noqa: E402
+from data import recordio, tfrecord_output  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--bin_path', required=True, help='the .rec file')
+    parser.add_argument('--idx_path', required=True, help='the .idx file')
+    tfrecord_output.add_output_flags(parser)
+    args = parser.parse_args(argv)
+    tfrecord_output.check_output_flags(args)
+    return args
+
+
+def image_items(reader, layout):
+    for record in reader.images(layout):
+        label = recordio.class_id(record.label, record.key, reader.rec_path)
+        yield 'record key %d' % record.key, record.image, label
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with recordio.RecordIOReader(args.bin_path, args.idx_path) as reader:
+        layout, entries = reader.layout()
+        if layout.has_header:
+            total = layout.image_key_end - layout.first_image_key
+            print('%s: InsightFace layout, image keys 1..%d'
+                  % (args.bin_path, layout.image_key_end - 1))
+        else:
+            total = entries
+            print('%s: plain list of %d images' % (args.bin_path, entries))
+        summary = tfrecord_output.write_tfrecords(
+            image_items(reader, layout), total, args, args.bin_path,
+            progress_name='mx2tfrecords')
+    tfrecord_output.print_summary(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,67 @@
+"""Unpacks an MXNet RecordIO dataset into an image folder, for inspection.
+
+    python3 data/rec2image_folder.py --bin_path train.rec --idx_path train.idx \
+        --image_folder ./unpacked
+
+Writes ``<image_folder>/<label>/<key>.jpg`` with each record's image bytes
+unchanged (the layout data/image_folder2tfrecords.py reads back, labels
+sorted as text). Each file is written under a temporary name and renamed
+when complete. A non-empty output folder is refused unless --overwrite.
+"""
+from __future__ import print_function
+
+import argparse
+import collections
+import os
+import sys
+
+from tqdm import tqdm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
+from data import recordio  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--bin_path', required=True, help='the .rec file')
+    parser.add_argument('--idx_path', required=True, help='the .idx file')
+    parser.add_argument('--image_folder', required=True, help='output folder')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='write into a non-empty output folder, replacing same-named files')
+    args = parser.parse_args(argv)
+    folder = args.image_folder
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(folder, 'output path exists and is not a folder')
+    if os.path.isdir(folder) and os.listdir(folder) and not args.overwrite:
+        raise InputError(folder, 'output folder is not empty; choose another or pass --overwrite')
+    return args
+
+
+def unpack(rec_path, idx_path, folder):
+    """Writes every image record; returns {label: image count}."""
+    counts = collections.Counter()
+    with recordio.RecordIOReader(rec_path, idx_path) as reader:
+        layout, entries = reader.layout()
+        total = (layout.image_key_end - layout.first_image_key) if layout.has_header else entries
+        for record in tqdm(reader.images(layout), total=total, unit='img',
+                           desc='rec2image_folder', mininterval=1.0):
+            label = recordio.class_id(record.label, record.key, rec_path)
+            with atomic_write(os.path.join(folder, str(label), '%d.jpg' % record.key),
+                              'wb') as f:
+                f.write(record.image)
+            counts[label] += 1
+    return counts
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    counts = unpack(args.bin_path, args.idx_path, args.image_folder)
+    print('wrote %d images of %d classes to %s'
+          % (sum(counts.values()), len(counts), args.image_folder))
+    return 0
+
+
+if __name__ == '__main__':
+    run_main(main)
