@@ -22,6 +22,9 @@ import tensorflow.compat.v1 as tf
 # Defaults of (s, m) per loss type for get_logits; 'combined' is
 # cos(a theta + m) - b with (a, b) = (1, 0.2) by default in the train script.
 LOSS_DEFAULTS = {'arcface': (64.0, 0.5), 'cosface': (30.0, 0.4), 'combined': (64.0, 0.3)}
+# Floor of a squared norm, so an all-zero embedding or class weight divides by
+# 1e-6 instead of 0.
+NORM_EPSILON = 1e-12
 
 
 def class_weights(embedding, out_num, w_init):
@@ -31,10 +34,22 @@ def class_weights(embedding, out_num, w_init):
         initializer=w_init if w_init is not None else tf.glorot_normal_initializer())
 
 
+def unit_vectors(vectors, axis):
+    """``vectors`` divided by their L2 norm along ``axis`` (at least sqrt(NORM_EPSILON)).
+
+    A true division by a square root, as the reference's tf.norm/tf.div, rather
+    than tf.nn.l2_normalize's multiplication by an approximate rsqrt: a
+    vector on its class weight then has a cosine of exactly 1, not 1 - 6e-8,
+    which matters because sin(theta) = sqrt(1 - cos^2) is steep there.
+    """
+    squared_norm = tf.reduce_sum(tf.square(vectors), axis=axis, keepdims=True)
+    return vectors / tf.sqrt(tf.maximum(squared_norm, NORM_EPSILON))
+
+
 def cosines(embedding, weights):
     """[B, classes] cosines between the embeddings and the class weights, in [-1, 1]."""
-    embedding_unit = tf.nn.l2_normalize(embedding, axis=1)
-    weights_unit = tf.nn.l2_normalize(weights, axis=0)
+    embedding_unit = unit_vectors(embedding, axis=1)
+    weights_unit = unit_vectors(weights, axis=0)
     return tf.clip_by_value(tf.matmul(embedding_unit, weights_unit), -1.0, 1.0)
 
 
