@@ -26,8 +26,9 @@ from data import eval_data_reader  # noqa: E402
 
 tf.disable_v2_behavior()
 
+# The class weights of each loss (the combined margin keeps the reference's unscoped name).
 LOSS_WEIGHT_NAMES = ('arcface_loss/embedding_weights', 'cosineface_loss/embedding_weights',
-                     'combine_loss/embedding_weights')
+                     'embedding_weights')
 
 
 def parse_args(argv):

@@ -34,9 +34,15 @@ from losses import face_losses  # noqa: E402
 
 tf.disable_v2_behavior()
 
-LR_VALUES = (0.001, 0.0005, 0.0003, 0.0001)  # reference piecewise-constant rates
+LR_VALUES = (0.001, 0.0005, 0.0003, 0.0001)  # the reference's piecewise-constant rates
 BEST_CHECKPOINTS_FILE = 'best_checkpoint'  # index of the best-accuracy checkpoints
-LOSS_DEFAULTS = {'arcface': (64.0, 0.5), 'cosface': (30.0, 0.4), 'combined': (64.0, 0.3)}
+
+
+def float_list(text):
+    try:
+        return [float(v) for v in text.split(',') if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
 
 
 def name_list(text):
@@ -59,6 +65,8 @@ def build_parser(description=__doc__.split('\n')[0]):
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--lr_steps', type=inference.int_list, default=[40000, 60000, 80000],
                         help='learning-rate boundaries, as the reference (see README)')
+    parser.add_argument('--lr_values', type=float_list, default=list(LR_VALUES),
+                        help='learning rates before, between and after the --lr_steps')
     parser.add_argument('--momentum', type=float, default=0.9)
     parser.add_argument('--weight_deacy', '--weight_decay', dest='weight_deacy', type=float,
                         default=5e-4, help='L2 weight decay scale')
@@ -82,7 +90,8 @@ def build_parser(description=__doc__.split('\n')[0]):
     parser.add_argument('--ckpt_interval', type=int, default=10000)
     parser.add_argument('--validate_interval', type=int, default=2000)
     parser.add_argument('--show_info_interval', type=int, default=20)
-    parser.add_argument('--loss_type', default='arcface', choices=sorted(LOSS_DEFAULTS))
+    parser.add_argument('--loss_type', default='arcface',
+                        choices=sorted(face_losses.LOSS_DEFAULTS))
     parser.add_argument('--margin_s', type=float, default=None,
                         help='logit scale (default 64 arcface/combined, 30 cosface)')
     parser.add_argument('--margin_m', type=float, default=None,
@@ -115,12 +124,12 @@ def check_args(args):
         raise InputError(None, '--keep_prob must be in (0, 1], got %g' % args.keep_prob)
     if not args.weight_deacy >= 0:
         raise InputError(None, '--weight_deacy must not be negative')
-    if sorted(args.lr_steps) != args.lr_steps or len(args.lr_steps) != len(LR_VALUES) - 1:
-        raise InputError(None, '--lr_steps must be %d increasing integers, got %s'
-                         % (len(LR_VALUES) - 1, args.lr_steps))
-    default_s, default_m = LOSS_DEFAULTS[args.loss_type]
-    args.margin_s = default_s if args.margin_s is None else args.margin_s
-    args.margin_m = default_m if args.margin_m is None else args.margin_m
+    if sorted(args.lr_steps) != args.lr_steps or min(args.lr_steps or [1]) < 1:
+        raise InputError(None, '--lr_steps must be increasing positive integers, got %s'
+                         % args.lr_steps)
+    if len(args.lr_values) != len(args.lr_steps) + 1 or min(args.lr_values) <= 0:
+        raise InputError(None, '--lr_values must be %d positive rates (one more than '
+                               '--lr_steps), got %s' % (len(args.lr_steps) + 1, args.lr_values))
     return args
 
 
@@ -217,7 +226,7 @@ def train(args, dp, device_config):
                 shard=(dp.num_workers, dp.cluster.worker_index))
         inputs = tf.data.make_one_shot_iterator(dataset).get_next()
         learning_rate = tf.train.piecewise_constant(
-            global_step, lr_boundaries(args.lr_steps, args.batch_size), list(LR_VALUES),
+            global_step, lr_boundaries(args.lr_steps, args.batch_size), args.lr_values,
             name='lr_schedule')
         optimizer = wrap_optimizer(tf.train.MomentumOptimizer(learning_rate, args.momentum),
                                    device_config)
