@@ -11,9 +11,11 @@ input (float32, flipped or not) is made per batch by ``network_input``, so a
 14000-image set costs 14000*112*112*3 bytes (about 0.5 GB), not two float64
 copies.
 
-``make_bin`` / the command line build a .bin from your own pairs list:
+``make_bin`` / the command line build a .bin from your own pairs list, and
+the command line checks that .bin files load:
 
     python3 data/eval_data_reader.py --pairs my_pairs.txt --output my_set.bin
+    python3 data/eval_data_reader.py --check lfw.bin cfp_fp.bin
 
 with lines ``path1 path2 same`` (same = 1/0 or true/false; paths relative to
 the pairs file's folder unless absolute; blank lines and # comments skipped).
@@ -203,13 +205,30 @@ def make_bin(pairs_path, output_path):
     return len(pairs), sum(same for _, _, same in pairs)
 
 
+def describe_bin(path):
+    """One line about a loadable .bin: pairs, same pairs, image count and sizes."""
+    data_set = load_bin(path)
+    return '%s: %d pairs (%d same, %d different), %d images decoded to %dx%d' % (
+        path, len(data_set.issame), int(data_set.issame.sum()),
+        int((~data_set.issame).sum()), len(data_set.images),
+        data_set.images.shape[1], data_set.images.shape[2])
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Builds an evaluation .bin from a pairs list.')
-    parser.add_argument('--pairs', required=True,
-                        help='text file of "path1 path2 same(0/1)" lines')
-    parser.add_argument('--output', required=True, help='the .bin to write')
+    parser = argparse.ArgumentParser(
+        description='Checks evaluation .bin files, or builds one from a pairs list.')
+    parser.add_argument('--check', nargs='+', metavar='BIN',
+                        help='load these .bin files and describe them')
+    parser.add_argument('--pairs', help='text file of "path1 path2 same(0/1)" lines')
+    parser.add_argument('--output', help='the .bin to write from --pairs')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output')
     args = parser.parse_args(argv)
+    if args.check:
+        for path in args.check:
+            print(describe_bin(path))
+        return 0
+    if not (args.pairs and args.output):
+        raise InputError(None, 'give --check BIN..., or --pairs and --output')
     if os.path.exists(args.output) and not args.overwrite:
         raise InputError(args.output, 'already exists; remove it, choose another path '
                                       'or pass --overwrite')
