@@ -71,8 +71,10 @@ def _rates(dist, issame, thresholds):
 
 
 def _val_far(dist, issame, threshold):
-    tp, fp, n_same, n_diff = _counts_below(dist, issame, np.array([threshold]))
-    return tp[0] / float(n_same), fp[0] / float(n_diff)
+    """(VAL, FAR) at one threshold; like the ROC rates, 0 for an empty class
+    (only a tiny set can have a fold without same or different pairs)."""
+    tpr, fpr, _ = _rates(dist, issame, np.array([threshold]))
+    return tpr[0], fpr[0]
 
 
 def _folds(count, nrof_folds):

@@ -48,10 +48,14 @@ EvalSet = collections.namedtuple('EvalSet', 'images issame')
 
 # ------------------------------------------------------------ safe unpickling
 
+class RefusedContent(pickle.UnpicklingError):
+    """The pickle asks for something a .bin never holds (a global, a dtype)."""
+
+
 def _latin1_encode(text, encoding='latin1'):
     """Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str, 'latin1')."""
     if encoding not in ('latin1', 'latin-1'):
-        raise pickle.UnpicklingError('refusing _codecs.encode with encoding %r' % encoding)
+        raise RefusedContent('refusing _codecs.encode with encoding %r' % encoding)
     return codecs.encode(text, 'latin1')
 
 
@@ -60,7 +64,7 @@ def _bool_dtype(name, align=False, copy=False):
     if isinstance(name, bytes):
         name = name.decode('latin1')
     if name not in ('b1', '?'):
-        raise pickle.UnpicklingError('refusing numpy dtype %r: a .bin holds bools only' % name)
+        raise RefusedContent('refusing numpy dtype %r: a .bin holds bools only' % name)
     return np.dtype('b1', align, True)
 
 
@@ -68,7 +72,7 @@ def _bool_scalar(dtype, data=None):
     """numpy.core.multiarray.scalar, for numpy bool scalars only."""
     if not isinstance(dtype, np.dtype) or dtype != np.bool_ or \
             not isinstance(data, bytes) or len(data) != 1:
-        raise pickle.UnpicklingError('refusing a numpy scalar that is not a bool')
+        raise RefusedContent('refusing a numpy scalar that is not a bool')
     return np.bool_(data != b'\0')
 
 
@@ -86,7 +90,7 @@ class BinUnpickler(pickle.Unpickler):
         try:
             return self.ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise RefusedContent(
                 'refusing to load %s.%s: not part of the .bin format' % (module, name))
 
 
@@ -96,10 +100,10 @@ def read_bin_pickle(path):
     with open(path, 'rb') as f:
         try:
             content = BinUnpickler(f, encoding='bytes').load()
-        except pickle.UnpicklingError as e:
-            raise InputError(path, 'not a readable .bin pickle (%s)' % e)
-        except (EOFError, ValueError, TypeError, IndexError, KeyError,
-                AttributeError, MemoryError) as e:
+        except RefusedContent as e:
+            raise InputError(path, str(e))
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+                KeyError, AttributeError, MemoryError) as e:
             raise InputError(path, 'truncated or not a .bin pickle (%s: %s)'
                              % (type(e).__name__, e))
     if not isinstance(content, (tuple, list)) or len(content) != 2:
