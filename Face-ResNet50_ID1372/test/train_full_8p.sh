@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Face-ResNet50_ID1372 on 8 Ascend cards: the full recipe (100 epochs of
+# TrainResNet.py), one process per card (RANK_ID = card) joined by HCCL through
+# the rank table in RANK_TABLE_FILE (required; RANK_SIZE defaults to 8). Every
+# card trains on --batch_size images of each step, so a step covers
+# RANK_SIZE x batch_size images. Card i logs to test/output/i/train_i.log;
+# card 0 writes the checkpoints (--ckpt_path, shared by all cards; resumes)
+# and the run result, summarised in test/output/0/ with RankSize=8.
+# Data: <data_path>/label/{label,name}_1200.npy, <data_path>/CACD2000_Crop/,
+# <data_path>/train_data/1200_data.npy (build it with a 1p run first: every card
+# would otherwise build it at once).
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
+Network="Face-ResNet50_ID1372_for_TensorFlow"
+batch_size=32
+train_epochs=100
+train_steps=""
+modelzoo_parse_args "$@"
+modelzoo_prepare_output
+step_limit=()
+[ -z "$train_steps" ] || step_limit=(--max_steps="$train_steps")
+modelzoo_train_ranks "$PYTHON" "$model_dir/TrainResNet.py" \
+    --label_path="$data_path/label/label_1200.npy" \
+    --image_name_path="$data_path/label/name_1200.npy" \
+    --train_data_path="$data_path/train_data/1200_data.npy" \
+    --parentPath="$data_path/CACD2000_Crop" \
+    --epochs="$train_epochs" --batch_size="$batch_size" "${step_limit[@]}" \
+    --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
+    --result_json="$result_json" "${extra_args[@]}"
+modelzoo_finish acc
