@@ -57,11 +57,13 @@ def shard_names(name, num_shards):
 
 
 def tfrecord_files(folder):
-    """Names in ``folder`` that the training reader would take."""
+    """Names in ``folder`` that the training reader would take. Hidden names
+    are left out: the reader skips them, and they are the temporary files of
+    a write in progress (or of one that was killed)."""
     if not os.path.isdir(folder):
         return []
-    return sorted(name for name in os.listdir(folder)
-                  if any(fnmatch.fnmatch(name, pattern) for pattern in READER_PATTERNS))
+    return sorted(name for name in os.listdir(folder) if not name.startswith('.') and
+                  any(fnmatch.fnmatch(name, pattern) for pattern in READER_PATTERNS))
 
 
 def check_output_flags(args):
