@@ -130,10 +130,15 @@ def test_identities_differ_and_images_vary():
 def test_mx2tfrecords_header_file(header_set, tmp_path):
     rec, idx, written = header_set
     out = tmp_path / 'tfrecords'
+    out.mkdir()
+    # A killed run's temporary file is hidden; neither the reader nor the
+    # existing-output check takes it.
+    (out / '.tran.tfrecords.k1ll3d.tmp').write_bytes(b'partial')
     done = run_tool('mx2tfrecords.py', '--bin_path', rec, '--idx_path', idx,
                     '--tfrecords_file_path', str(out))
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(str(out))) == ['class_counts.txt', 'tran.tfrecords']
+    assert sorted(os.listdir(str(out))) == ['.tran.tfrecords.k1ll3d.tmp', 'class_counts.txt',
+                                            'tran.tfrecords']
     assert read_tfrecords([out / 'tran.tfrecords']) == [(w.jpeg, w.label) for w in written]
     assert (out / 'class_counts.txt').read_text() == '0\t3\n1\t3\n2\t3\n3\t3\n'
     assert 'InsightFace layout, image keys 1..12' in done.stdout
