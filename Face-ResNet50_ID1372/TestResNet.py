@@ -4,7 +4,7 @@
         --parentPath ./CACD2000_Crop/ --ckpt_path ./ckpt --output ./resnet_feature.mat
 
 Writes ``feature`` (N x 2048 float32, in name-file order) and ``label`` (N)
-with scipy.io.savemat. Batch norm runs in inference mode (moving statistics
+with scipy.io.savemat; an existing --output is replaced only with --overwrite. Batch norm runs in inference mode (moving statistics
 from the checkpoint).
 """
 from __future__ import print_function
@@ -37,11 +37,18 @@ def parse_args(argv):
     parser.add_argument('--ckpt_path', default='./ckpt',
                         help='checkpoint folder (its latest checkpoint) or checkpoint prefix')
     parser.add_argument('--output', default='./resnet_feature.mat')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing --output file')
     parser.add_argument('--batch_size', type=int, default=32)
     add_device_flags(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise InputError(None, '--batch_size must be at least 1')
+    if os.path.isdir(args.output):
+        raise InputError(args.output, '--output must be a file name, but this is a folder')
+    if os.path.exists(args.output) and not args.overwrite:
+        raise InputError(args.output, 'already exists; remove it, choose another --output '
+                                      'or pass --overwrite')
     return args
 
 

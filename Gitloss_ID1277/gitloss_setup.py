@@ -138,9 +138,12 @@ def restore_or_initialize(sess, saver, ckpt_path, global_step):
         return 0
     try:
         saver.restore(sess, latest)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
-            tf.errors.DataLossError) as e:
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         raise InputError(latest, 'checkpoint does not match this model (%s)'
+                         % str(e).splitlines()[0])
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        # A truncated or damaged data file (e.g. copied while it was written).
+        raise InputError(latest, 'checkpoint is damaged or truncated (%s)'
                          % str(e).splitlines()[0])
     step = int(sess.run(global_step))
     print('[gitloss] resumed from %s at step %d' % (latest, step))
