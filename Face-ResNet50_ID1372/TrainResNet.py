@@ -100,7 +100,10 @@ def checkpoint_step(ckpt, label_count):
     if trained_for != label_count:
         raise InputError(ckpt, 'was trained for %d labels, the label file has %d; '
                                'use another --ckpt_path' % (trained_for, label_count))
-    return int(tf.train.load_variable(ckpt, 'global_step'))
+    try:
+        return int(tf.train.load_variable(ckpt, 'global_step'))
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        raise InputError(ckpt, 'checkpoint is damaged or truncated (%s)' % e)
 
 
 def batch_dataset(make_batches, batch_size):
@@ -248,7 +251,11 @@ def main(argv=None):
         # Every worker restores the same checkpoint (the chief's --ckpt_path)
         # or initialises (tf.distribute: from worker 0's values).
         if ckpt:
-            saver.restore(sess, ckpt)
+            try:
+                saver.restore(sess, ckpt)
+            except tf.errors.OpError as e:
+                raise InputError(ckpt, 'checkpoint is damaged or truncated (%s)'
+                                 % str(e).splitlines()[0])
             print('Resuming from %s at step %d' % (ckpt, start_step))
         else:
             dp.run(sess, init_op)
