@@ -76,6 +76,14 @@ modelzoo_parse_args() {
 }
 
 modelzoo_prepare_output() {
+    # The device id names a folder under test/output that is cleared: '..',
+    # '/' or a path would clear files outside this device's folder.
+    case "$ASCEND_DEVICE_ID" in
+        .|..|*[!A-Za-z0-9_.-]*)
+            echo "[Error] ASCEND_DEVICE_ID must be a device number or a plain name" \
+                "(letters, digits, '_', '-', '.'), got '$ASCEND_DEVICE_ID'" >&2
+            exit 1 ;;
+    esac
     output_dir="$modelzoo_test_dir/output/$ASCEND_DEVICE_ID"
     # Clear the previous run's logs and summaries of this device only; folders
     # (checkpoints) stay so that the same command resumes.

@@ -368,7 +368,7 @@ def test_face_resnet50_killed_anywhere_resumes_and_finishes(tmp_path):
 
     # 1. While the image cache is written: a FIFO in place of one JPEG holds
     #    the build after the header is in the temporary file.
-    names = np.load(os.path.join(root, 'label', 'name_1200.npy'))
+    names = np.load(os.path.join(root, 'label', 'name_1200.npy'), allow_pickle=False)
     blocker = os.path.join(root, 'CACD2000_Crop', names[4])
     with open(blocker, 'rb') as f:
         jpeg = f.read()
@@ -390,7 +390,7 @@ def test_face_resnet50_killed_anywhere_resumes_and_finishes(tmp_path):
     training.wait_for_line(r'^Building image cache ')
     training.wait_for_line(r'^\[device\] ')
     training.kill()
-    cache = np.load(cache_path, mmap_mode='r')
+    cache = np.load(cache_path, mmap_mode='r', allow_pickle=False)
     assert cache.shape == (6, 224, 224, 3)
     decoded = cv2.imread(blocker)[13:237, 13:237, ::-1]
     np.testing.assert_array_equal(cache[4], decoded)
@@ -438,3 +438,14 @@ def test_face_resnet50_killed_anywhere_resumes_and_finishes(tmp_path):
     assert dict((name, os.path.getmtime(os.path.join(ckpt, name)))
                 for name in os.listdir(ckpt)) == files_before
     assert_restores(ckpt, 8)
+
+    # Damage in the middle of the data file (its global_step still reads):
+    # the restore itself must fail with one [Error] line, not a traceback.
+    with open(os.path.join(ckpt, 'model.ckpt-8.data-00000-of-00001'), 'r+b') as f:
+        f.seek(4096)
+        f.write(b'\xff' * 4096)
+    status, output = Training(face_command(root, '--epochs', str(FACE_EPOCHS + 1))).finish()
+    assert status == 2, output[-3000:]
+    assert re.search(r'^\[Error\] .*model\.ckpt-8: checkpoint is damaged or truncated \(.+\)$',
+                     output, re.M), output[-2000:]
+    assert 'Traceback' not in output

@@ -1,0 +1,226 @@
+"""Safe loading and safe deleting, repo-wide.
+
+Every project .py file (found afresh on each run, so files added later are
+checked too) is parsed and must not:
+
+- call ``pickle.load``/``pickle.loads``/``pickle.Unpickler`` outside a module
+  that defines a restricted unpickler (a class with a ``find_class`` method);
+- call ``np.load`` with ``allow_pickle=True``, or, outside ci/tests/, without
+  ``allow_pickle=False`` (tests read back arrays they wrote themselves, where
+  numpy's own default, False since 1.16.3, applies);
+- build a shell command: ``os.system``, ``os.popen``, ``subprocess.*(shell=True)``.
+
+The ModelZoo shell scripts run with paths holding spaces and delete only in
+their own device's output folder.
+"""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ci.synthetic import mnist
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SKIP_DIRS = {'.git', '.venv', 'build', '__pycache__', 'node_modules', '.pytest_cache'}
+SHELL_CALLS = {('os', 'system'), ('os', 'popen'), ('os', 'execl'), ('os', 'spawnl')}
+
+
+def project_python_files(root=REPO_ROOT):
+    for base, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith('.venv')]
+        for name in names:
+            if name.endswith('.py'):
+                yield os.path.join(base, name)
+
+
+def dotted(node):
+    """'np.load' for the expression np.load, None for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return '.'.join(reversed(parts))
+    return None
+
+
+def keyword_value(call, name):
+    for keyword in call.keywords:
+        if keyword.arg == name:
+            return keyword.value
+    return None
+
+
+def is_false(node):
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def unsafe_calls(source, relative_path):
+    """(line, problem) for every unsafe load or shell call in ``source``."""
+    tree = ast.parse(source)
+    restricted = any(isinstance(node, ast.FunctionDef) and node.name == 'find_class'
+                     for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+                     for node in cls.body)
+    pickle_names = {'pickle', 'cPickle', '_pickle'}
+    numpy_names = {'np', 'numpy'}
+    direct = {}           # from pickle import load -> {'load': 'pickle.load'}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ('pickle', 'cPickle', '_pickle'):
+                    pickle_names.add(alias.asname or alias.name)
+                if alias.name == 'numpy':
+                    numpy_names.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module in ('pickle', 'numpy', 'os',
+                                                                   'subprocess'):
+            for alias in node.names:
+                direct[alias.asname or alias.name] = '%s.%s' % (node.module, alias.name)
+    in_tests = relative_path.startswith(os.path.join('ci', 'tests') + os.sep)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = dotted(node.func)
+        if name is None:
+            continue
+        head, _, tail = name.rpartition('.')
+        if not head and name in direct:
+            head, _, tail = direct[name].rpartition('.')
+        if head in pickle_names or head == 'pickle':
+            if tail in ('load', 'loads', 'Unpickler') and not restricted:
+                found.append((node.lineno, '%s.%s outside a restricted unpickler' % (head, tail)))
+        elif head in numpy_names and tail == 'load':
+            allow = keyword_value(node, 'allow_pickle')
+            if allow is not None and not is_false(allow):
+                found.append((node.lineno, 'np.load with allow_pickle other than False'))
+            elif allow is None and not in_tests:
+                found.append((node.lineno, 'np.load without allow_pickle=False'))
+        elif (head, tail) in SHELL_CALLS:
+            found.append((node.lineno, '%s.%s runs a shell command' % (head, tail)))
+        elif head == 'subprocess':
+            shell = keyword_value(node, 'shell')
+            if shell is not None and not is_false(shell):
+                found.append((node.lineno, 'subprocess.%s with shell=True' % tail))
+    return found
+
+
+def test_no_unsafe_loads_or_shell_commands_in_the_project():
+    problems = []
+    checked = 0
+    for path in project_python_files():
+        relative = os.path.relpath(path, REPO_ROOT)
+        with open(path, 'rb') as f:
+            source = f.read()
+        checked += 1
+        for line, problem in unsafe_calls(source, relative):
+            problems.append('%s:%d: %s' % (relative, line, problem))
+    assert checked > 30, 'the walk found only %d files' % checked
+    assert problems == []
+
+
+@pytest.mark.parametrize('source, problem', [
+    ('import pickle\npickle.load(open("x", "rb"))\n', 'pickle.load outside'),
+    ('import pickle as pk\npk.loads(b"")\n', 'pk.loads outside'),
+    ('from pickle import load\nload(f)\n', 'pickle.load outside'),
+    ('import pickle\npickle.Unpickler(f).load()\n', 'pickle.Unpickler outside'),
+    ('import numpy as np\nnp.load("x.npy")\n', 'without allow_pickle=False'),
+    ('import numpy\nnumpy.load("x.npy", allow_pickle=True)\n', 'allow_pickle other than False'),
+    ('import os\nos.system("rm -rf " + path)\n', 'os.system runs a shell command'),
+    ('import subprocess\nsubprocess.run(cmd, shell=True)\n', 'with shell=True'),
+    ('from subprocess import check_call\ncheck_call(cmd, shell=1)\n', 'with shell=True'),
+])
+def test_the_checker_finds_each_unsafe_call(source, problem):
+    found = unsafe_calls(source, os.path.join('common', 'x.py'))
+    assert len(found) == 1 and problem in found[0][1], found
+
+
+def test_the_checker_allows_the_safe_forms():
+    source = ('import pickle\nimport numpy as np\nimport subprocess\n'
+              'class Safe(pickle.Unpickler):\n'
+              '    def find_class(self, module, name):\n        raise pickle.UnpicklingError\n'
+              'Safe(f).load()\npickle.loads(b"")\nnp.load("x.npy", allow_pickle=False)\n'
+              'subprocess.run(["ls", path])\npickle.dumps(1)\n')
+    assert unsafe_calls(source, os.path.join('common', 'x.py')) == []
+    assert unsafe_calls('import numpy as np\nnp.load("x")\n',
+                        os.path.join('ci', 'tests', 'test_x.py')) == []
+
+
+# -------------------------------------------------------- the shell scripts
+
+def tree_files(folder):
+    found = {}
+    for base, _, names in os.walk(str(folder)):
+        for name in names:
+            path = os.path.join(base, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, str(folder))] = f.read()
+    return found
+
+
+@pytest.fixture
+def copied_model(tmp_path):
+    """Gitloss and common/ copied out under a path with spaces, with files of
+    another device, of the user and of this device's earlier run around."""
+    root = tmp_path / 'model zoo' / 'my models'
+    ignore = shutil.ignore_patterns('output', '__pycache__')
+    shutil.copytree(os.path.join(REPO_ROOT, 'Gitloss_ID1277'), str(root / 'Gitloss_ID1277'),
+                    ignore=ignore)
+    shutil.copytree(os.path.join(REPO_ROOT, 'common'), str(root / 'common'), ignore=ignore)
+    output = root / 'Gitloss_ID1277' / 'test' / 'output'
+    (output / '1' / 'ckpt').mkdir(parents=True)
+    (output / '1' / 'train_1.log').write_text('device 1 log')
+    (output / '1' / 'ckpt' / 'checkpoint').write_text('device 1 checkpoint')
+    (output / '0 old').mkdir()
+    (output / '0 old' / 'notes.txt').write_text('a sibling whose name starts like 0')
+    (output / 'summary of all devices.txt').write_text('the user\'s own notes')
+    (output / '0' / 'kept folder').mkdir(parents=True)
+    (output / '0' / 'kept folder' / 'file').write_text('folders of this device stay')
+    (output / '0' / 'train_0.log').write_text('this device\'s previous log')
+    (root / 'notes.txt').write_text('next to the model')
+    data = mnist.make_mnist(str(tmp_path / 'mnist data' / 'with spaces'), train_count=60,
+                            test_count=20)
+    return root, data
+
+
+def run_script(root, device_id, args):
+    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID=device_id,
+               TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.run(['bash', str(root / 'Gitloss_ID1277' / 'test' /
+                                       'train_performance_1p.sh')] + args,
+                          cwd=str(root.parent), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+
+
+def test_script_with_spaces_deletes_only_its_own_device_files(copied_model):
+    root, data = copied_model
+    before = tree_files(root.parent)
+    done = run_script(root, '0', ['--data_path=%s' % data, '--train_steps=3', '--batch_size=8',
+                                  '--validation_size=10', '--update_centers=1'])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    after = tree_files(root.parent)
+    device0 = os.path.join('my models', 'Gitloss_ID1277', 'test', 'output', '0') + os.sep
+    # This device's earlier log is replaced by the new run's; all else stays.
+    assert after[device0 + 'train_0.log'] != before[device0 + 'train_0.log']
+    for name, content in before.items():
+        if name != device0 + 'train_0.log':
+            assert after.get(name) == content, name
+    new = set(after) - set(before)
+    assert all(name.startswith(device0) for name in new), sorted(new)
+    assert device0 + 'Gitloss_ID1277_for_TensorFlow_bs8_1p_perf.log' in new
+    assert any(n.startswith(device0 + 'ckpt_perf' + os.sep) for n in new)
+
+
+@pytest.mark.parametrize('device_id', ['..', '../..', '.', '/', '0/../../..', 'a b'])
+def test_a_device_id_that_is_not_a_plain_name_deletes_nothing(copied_model, device_id):
+    root, data = copied_model
+    before = tree_files(root.parent)
+    done = run_script(root, device_id, ['--data_path=%s' % data, '--train_steps=2'])
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "[Error] ASCEND_DEVICE_ID must be a device number or a plain name (letters, digits, "
+        "'_', '-', '.'), got '%s'" % device_id)
+    assert tree_files(root.parent) == before
