@@ -22,30 +22,15 @@ import sys
 import pytest
 
 from ci.synthetic import mnist
+from ci.tf115_api import REPO_ROOT, _attribute_chain, project_python_files
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SKIP_DIRS = {'.git', '.venv', 'build', '__pycache__', 'node_modules', '.pytest_cache'}
 SHELL_CALLS = {('os', 'system'), ('os', 'popen'), ('os', 'execl'), ('os', 'spawnl')}
-
-
-def project_python_files(root=REPO_ROOT):
-    for base, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith('.venv')]
-        for name in names:
-            if name.endswith('.py'):
-                yield os.path.join(base, name)
 
 
 def dotted(node):
     """'np.load' for the expression np.load, None for anything else."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return '.'.join(reversed(parts))
-    return None
+    parts = _attribute_chain(node)
+    return '.'.join(parts) if parts else None
 
 
 def keyword_value(call, name):
