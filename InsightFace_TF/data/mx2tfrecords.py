@@ -25,8 +25,7 @@ from data import recordio, tfrecord_output  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--bin_path', required=True, help='the .rec file')
-    parser.add_argument('--idx_path', required=True, help='the .idx file')
+    recordio.add_input_flags(parser)
     tfrecord_output.add_output_flags(parser)
     args = parser.parse_args(argv)
     tfrecord_output.check_output_flags(args)
@@ -42,14 +41,11 @@ def image_items(reader, layout):
 def main(argv=None):
     args = parse_args(argv)
     with recordio.RecordIOReader(args.bin_path, args.idx_path) as reader:
-        layout, entries = reader.layout()
+        layout, total = reader.layout()
         if layout.has_header:
-            total = layout.image_key_end - layout.first_image_key
-            print('%s: InsightFace layout, image keys 1..%d'
-                  % (args.bin_path, layout.image_key_end - 1))
+            print('%s: InsightFace layout, image keys 1..%d' % (args.bin_path, total))
         else:
-            total = entries
-            print('%s: plain list of %d images' % (args.bin_path, entries))
+            print('%s: plain list of %d images' % (args.bin_path, total))
         summary = tfrecord_output.write_tfrecords(
             image_items(reader, layout), total, args, args.bin_path,
             progress_name='mx2tfrecords')

@@ -25,8 +25,7 @@ from data import recordio  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--bin_path', required=True, help='the .rec file')
-    parser.add_argument('--idx_path', required=True, help='the .idx file')
+    recordio.add_input_flags(parser)
     parser.add_argument('--image_folder', required=True, help='output folder')
     parser.add_argument('--overwrite', action='store_true',
                         help='write into a non-empty output folder, replacing same-named files')
@@ -43,8 +42,7 @@ def unpack(rec_path, idx_path, folder):
     """Writes every image record; returns {label: image count}."""
     counts = collections.Counter()
     with recordio.RecordIOReader(rec_path, idx_path) as reader:
-        layout, entries = reader.layout()
-        total = (layout.image_key_end - layout.first_image_key) if layout.has_header else entries
+        layout, total = reader.layout()
         for record in tqdm(reader.images(layout), total=total, unit='img',
                            desc='rec2image_folder', mininterval=1.0):
             label = recordio.class_id(record.label, record.key, rec_path)

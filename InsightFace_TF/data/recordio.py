@@ -87,6 +87,12 @@ def class_id(label, key, path):
 
 # ------------------------------------------------------------------ reading
 
+def add_input_flags(parser):
+    """The input flags of the command-line tools (the reference's names)."""
+    parser.add_argument('--bin_path', required=True, help='the .rec file')
+    parser.add_argument('--idx_path', required=True, help='the .idx file')
+
+
 def iter_index(idx_path, rec_size=None, rec_path=None):
     """Yields (key, offset) for each .idx line, in file order.
 
@@ -178,8 +184,8 @@ class RecordIOReader(object):
 
     def layout(self):
         """Reads record 0 (wherever it is) to tell an InsightFace file from a
-        plain image list. Streams the .idx once; returns (Layout, count of
-        .idx entries)."""
+        plain image list. Streams the .idx once; returns (Layout, number of
+        image records)."""
         header_offset = None
         entries = 0
         for key, offset in self.index():
@@ -195,7 +201,7 @@ class RecordIOReader(object):
         if not 1 <= first_identity <= end:
             raise InputError(self.rec_path, 'header record 0 has label [%d, %d]; expected '
                                             '[a, b] with 1 <= a <= b' % (first_identity, end))
-        return Layout(True, 1, first_identity), entries
+        return Layout(True, 1, first_identity), first_identity - 1
 
     def images(self, layout):
         """Yields the image Records of the file in .idx order: every record

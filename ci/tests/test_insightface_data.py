@@ -98,8 +98,8 @@ def test_header_last_file_multipart_and_array_labels(recordio, header_set):
     assert written[1].jpeg.count(recordio.MAGIC_BYTES) == 2
 
     with recordio.RecordIOReader(rec, idx) as reader:
-        layout, entries = reader.layout()
-        assert layout == recordio.Layout(True, 1, 13) and entries == 17
+        layout, image_count = reader.layout()
+        assert layout == recordio.Layout(True, 1, 13) and image_count == 12
         records = list(reader.images(layout))
         header = reader.read_record(0, offsets[0])
         identity = reader.read_record(14, offsets[14])
@@ -312,3 +312,15 @@ def test_bad_label_index_line_and_flags(recordio, tmp_path):
         f.write('not an index line\n')
     assert_one_error(convert(rec, idx, out), idx, 'line 2: expected "key<TAB>offset"')
     assert not out.exists() or os.listdir(str(out)) == []
+
+
+def test_demo_dataset_layout(tmp_path):
+    eval_data_reader = import_model_module(MODEL, 'data.eval_data_reader')
+    data_path, extra_args = synthetic.make_demo_dataset(str(tmp_path / 'demo'))
+    assert extra_args == [] and data_path == str(tmp_path / 'demo')
+    assert sorted(os.listdir(data_path)) == ['lfw.bin', 'tfrecords']
+    examples = read_tfrecords([tmp_path / 'demo' / 'tfrecords' / 'tran.tfrecords'])
+    assert [label for _, label in examples] == [c for c in range(8) for _ in range(16)]
+    assert len(set(jpeg for jpeg, _ in examples)) == 128
+    data_set = eval_data_reader.load_bin(os.path.join(data_path, 'lfw.bin'))
+    assert data_set.images.shape == (200, 112, 112, 3) and data_set.issame.sum() == 50
