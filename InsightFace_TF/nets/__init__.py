@@ -5,6 +5,8 @@
 keep_rate=0.4, reuse=False)`` and ``UNITS_PER_STAGE`` (depth -> units per
 stage). ``DEFAULT_NETWORK`` is the one the reference trains.
 """
+import re
+
 from . import L_Resnet_E_IR, L_Resnet_E_IR_GBN, L_Resnet_E_IR_fix_issue9, layers
 
 DEFAULT_NETWORK = 'L_Resnet_E_IR_fix_issue9'
@@ -47,7 +49,13 @@ def regularized_variables(variables):
     (see DECAYED_NAME_ENDINGS): not betas, biases, moving statistics, group-norm
     scale/offset, the squeeze-excitation layers, nor E_BN2's frozen gamma."""
     return [v for v in variables
-            if v.trainable and ('/' + v.op.name).endswith(DECAYED_NAME_ENDINGS)]
+            if v.trainable and ('/' + _checkpoint_name(v)).endswith(DECAYED_NAME_ENDINGS)]
+
+
+def _checkpoint_name(variable):
+    """The variable's name without the '/replica_<i>' that a MirroredStrategy
+    replica other than the first sees on its own copy."""
+    return re.sub(r'/replica_\d+$', '', variable.op.name)
 
 
 def forward_flops(num_layers, net_name=DEFAULT_NETWORK, image_size=112):

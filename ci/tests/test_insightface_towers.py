@@ -7,6 +7,12 @@ when both halves are the same images; with different halves the update is the
 mean of the single-device updates on each half. Both are checked on the real
 LResNet50E-IR + ArcFace step of train_nets.py, dropout off. Momentum's first
 step is -lr * gradient, so "the same update" is compared on weight deltas.
+
+"The same" is judged against the step's own conditioning: from a random
+initialisation, on a few images, this step is so sensitive that scaling the
+input by (1 + 1e-6) moves the update by about 1% (measured, fp32, oneDNN on
+or off). The towers must agree with the single-device result to within a
+few times that measured floor, and far better than any wrong answer does.
 """
 import numpy as np
 import pytest
@@ -21,6 +27,8 @@ tf.disable_v2_behavior()
 HALF = 2          # images per replica
 CLASSES = 6
 LEARNING_RATE = 0.01
+# The network takes any multiple of 16; 32x32 keeps five depth-50 steps quick.
+IMAGE = 32
 
 
 @pytest.fixture(scope='module')
@@ -49,20 +57,26 @@ def weight_deltas(train_nets, images, labels, towers, initial=None):
             global_step = tf.train.get_or_create_global_step()
             optimizer = tf.train.MomentumOptimizer(LEARNING_RATE, 0.9)
             inputs = (tf.constant(images), tf.constant(labels))
-            train_op, loss, _ = dp.minimize(optimizer, train_nets.make_model_fn(args), inputs,
+            train_op, _, _ = dp.minimize(optimizer, train_nets.make_model_fn(args), inputs,
                                             global_step)
+            # Variable.load does not take mirrored variables: assign every copy.
+            loaders = {}
+            for v in tf.global_variables():
+                value = tf.placeholder(v.dtype.base_dtype, v.shape)
+                loaders[v.op.name] = (value, v.assign(value))
         trainable = tf.trainable_variables()
         moving = [v for v in tf.global_variables() if v.op.name.endswith('bn0/moving_mean')]
         with dp.session() as sess:
             sess.run(tf.global_variables_initializer())
+            # One run for all variables: every new fetch list costs a graph optimisation.
             if initial is None:
-                initial = {v.op.name: sess.run(v) for v in tf.global_variables()}
+                initial = sess.run({v.op.name: v for v in tf.global_variables()})
             else:
-                for v in tf.global_variables():
-                    v.load(initial[v.op.name], sess)
+                sess.run([assign for _, assign in loaders.values()],
+                         {value: initial[name] for name, (value, _) in loaders.items()})
             sess.run(train_op)
-            deltas = {v.op.name: sess.run(v) - initial[v.op.name] for v in trainable}
-            moving_mean = sess.run(moving[0])
+            trained, moving_mean = sess.run([{v.op.name: v for v in trainable}, moving[0]])
+            deltas = {name: value - initial[name] for name, value in trained.items()}
     return initial, deltas, moving_mean
 
 
@@ -71,30 +85,43 @@ def max_relative_gap(deltas, expected):
     return max(np.abs(deltas[k] - expected[k]).max() for k in expected) / scale
 
 
-def test_two_towers_on_equal_halves_match_one_device_on_the_whole_batch(train_nets):
+@pytest.fixture(scope='module')
+def updates(train_nets):
     rng = np.random.RandomState(0)
-    half = rng.uniform(-1, 1, (HALF, 112, 112, 3)).astype(np.float32)
-    half_labels = np.array([1, 4], np.int64)
-    initial, single, single_mean = weight_deltas(
-        train_nets, np.concatenate([half, half]), np.concatenate([half_labels, half_labels]), 1)
-    _, towers, towers_mean = weight_deltas(
-        train_nets, np.concatenate([half, half]), np.concatenate([half_labels, half_labels]), 2,
-        initial)
-    assert set(towers) == set(single)
-    assert max_relative_gap(towers, single) < 1e-4
-    np.testing.assert_allclose(towers_mean, single_mean, rtol=1e-4, atol=1e-6)
-
-
-def test_two_towers_average_the_updates_of_their_halves(train_nets):
-    rng = np.random.RandomState(1)
-    images = rng.uniform(-1, 1, (2 * HALF, 112, 112, 3)).astype(np.float32)
+    images = rng.uniform(-1, 1, (2 * HALF, IMAGE, IMAGE, 3)).astype(np.float32)
     labels = np.array([0, 3, 5, 2], np.int64)
-    initial, first, first_mean = weight_deltas(train_nets, images[:HALF], labels[:HALF], 1)
-    _, second, second_mean = weight_deltas(train_nets, images[HALF:], labels[HALF:], 1, initial)
+    first, second = (images[:HALF], labels[:HALF]), (images[HALF:], labels[HALF:])
+    initial, on_first, mean_first = weight_deltas(train_nets, first[0], first[1], 1)
+    _, on_second, mean_second = weight_deltas(train_nets, second[0], second[1], 1, initial)
+    _, jittered, _ = weight_deltas(train_nets, first[0] * np.float32(1 + 1e-6), first[1], 1,
+                                   initial)
     _, towers, towers_mean = weight_deltas(train_nets, images, labels, 2, initial)
-    expected = {k: (first[k] + second[k]) / 2 for k in first}
-    assert max_relative_gap(towers, expected) < 1e-4
-    # ... and not what one half alone would give: the towers really saw both.
-    assert max_relative_gap(first, expected) > 1e-2
-    np.testing.assert_allclose(towers_mean, (first_mean + second_mean) / 2, rtol=1e-4,
+    _, towers_equal, towers_equal_mean = weight_deltas(
+        train_nets, np.concatenate([first[0], first[0]]), np.concatenate([first[1], first[1]]),
+        2, initial)
+    return {'first': (on_first, mean_first), 'second': (on_second, mean_second),
+            'towers': (towers, towers_mean), 'towers_equal': (towers_equal, towers_equal_mean),
+            'floor': max_relative_gap(jittered, on_first)}
+
+
+def test_two_towers_on_equal_halves_match_one_device_on_the_whole_batch(updates):
+    on_first, mean_first = updates['first']
+    towers, towers_mean = updates['towers_equal']
+    assert set(towers) == set(on_first)
+    gap = max_relative_gap(towers, on_first)
+    assert gap < 3 * updates['floor'] + 1e-5, (gap, updates['floor'])
+    np.testing.assert_allclose(towers_mean, mean_first, rtol=1e-4, atol=1e-6)
+
+
+def test_two_towers_average_the_updates_of_their_halves(updates):
+    (on_first, mean_first), (on_second, mean_second) = updates['first'], updates['second']
+    towers, towers_mean = updates['towers']
+    expected = {k: (on_first[k] + on_second[k]) / 2 for k in on_first}
+    gap = max_relative_gap(towers, expected)
+    assert gap < 3 * updates['floor'] + 1e-5, (gap, updates['floor'])
+    # Wrong answers (one half's update, or the two summed) are far off.
+    summed = {k: on_first[k] + on_second[k] for k in on_first}
+    assert max_relative_gap(on_first, expected) > 10 * gap
+    assert max_relative_gap(summed, expected) > 10 * gap
+    np.testing.assert_allclose(towers_mean, (mean_first + mean_second) / 2, rtol=1e-4,
                                atol=1e-6)
