@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -63,6 +65,26 @@ def gemm_peak_flops(dtype='float32', n=2048, repeats=20):
     return 2.0 * n ** 3 / best
 
 
+def run_measured(args, label):
+    """Runs a command; returns its wall time and peak resident memory.
+
+    A fresh interpreter per command, so that RUSAGE_CHILDREN is that command's alone.
+    """
+    measure = ('import json, resource, subprocess, sys, time\n'
+               't0 = time.time()\n'
+               'status = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n'
+               'seconds = time.time() - t0\n'
+               'rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n'
+               'print(json.dumps({"status": status, "peak_rss_kb": rss, "seconds": seconds}))\n')
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.check_output([sys.executable, '-c', measure] + args, env=env,
+                                  universal_newlines=True)
+    outcome = json.loads(out.strip().splitlines()[-1])
+    if outcome['status'] != 0:
+        raise RuntimeError('%s failed (exit %d): %s' % (label, outcome['status'], ' '.join(args)))
+    return outcome
+
+
 def run_case(case, data_path, precision_mode, synthetic, steps, work_dir):
     """Runs one performance script; returns the run result plus peak RSS."""
     script = os.path.join(REPO_ROOT, case.folder, 'test', 'train_performance_1p.sh')
@@ -72,18 +94,7 @@ def run_case(case, data_path, precision_mode, synthetic, steps, work_dir):
             '--ckpt_path=%s' % ckpt] + list(case.extra_args)
     if synthetic:
         args.append(case.synthetic_flag)
-    # A fresh interpreter per run so that RUSAGE_CHILDREN is this run's alone.
-    measure = ('import json, resource, subprocess, sys\n'
-               'status = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)\n'
-               'rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n'
-               'print(json.dumps({"status": status, "peak_rss_kb": rss}))\n')
-    env = dict(os.environ, PYTHON=sys.executable)
-    out = subprocess.check_output([sys.executable, '-c', measure] + args, env=env,
-                                  universal_newlines=True)
-    outcome = json.loads(out.strip().splitlines()[-1])
-    if outcome['status'] != 0:
-        raise RuntimeError('%s failed (exit %d): %s' % (case.label, outcome['status'],
-                                                        ' '.join(args)))
+    outcome = run_measured(args, case.label)
     output_dir = os.path.join(REPO_ROOT, case.folder, 'test', 'output',
                               os.environ.get('ASCEND_DEVICE_ID', '0'))
     with open(os.path.join(output_dir, 'run_result.json')) as f:
@@ -117,13 +128,14 @@ def markdown(rows, machine):
     lines = ['Machine: %s; TensorFlow %s; bf16: %s.'
              % (machine['cpu'], machine['tensorflow'], 'yes' if machine['bf16'] else 'no'), '',
              '| model | precision_mode | input | batch | images/s | GEMM peak (GFLOP/s) | MFU '
-             '| first step ready (s) | peak RSS (MB) | command |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             '| pipeline / synthetic | first step ready (s) | peak RSS (MB) | command |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append('| %s | %s | %s | %d | %.2f | %.0f | %.1f%% | %.1f | %.0f | `%s` |' % (
+        ratio = r.get('pipeline_vs_synthetic')
+        lines.append('| %s | %s | %s | %d | %.2f | %.0f | %.1f%% | %s | %.1f | %.0f | `%s` |' % (
             r['model'], r['precision_mode'], r['input'], r['batch_size'], r['images_per_s'],
-            r['gemm_peak_gflops'], 100 * r['mfu'], r['ready_s'], r['peak_rss_mb'],
-            r['command']))
+            r['gemm_peak_gflops'], 100 * r['mfu'], '%.1f%%' % (100 * ratio) if ratio else '-',
+            r['ready_s'], r['peak_rss_mb'], r['command']))
     return '\n'.join(lines) + '\n'
 
 
@@ -153,7 +165,7 @@ def demo_data(maker_name):
         maker = importlib.import_module(maker_name)
         data_path, demo_args = maker.make_demo_dataset(root)
         return data_path, [a for a in demo_args if not a.startswith(
-            ('--train_steps=', '--batch_size=', '--ckpt_path='))]
+            ('--train_steps=', '--batch_size=', '--ckpt_path=', '--net_depth='))]
     return make
 
 
@@ -162,6 +174,75 @@ def cacd_cache_data(root):
     from ci.synthetic.cacd import make_cache_dataset
     make_cache_dataset(root, images=160, identities=4)
     return root, ['--val_fraction=0.2']
+
+
+def verification_throughput(pairs, depth, precision_mode, work_dir):
+    """Embedding images/s of verification.test on a synthetic .bin of ``pairs``
+    pairs (LFW has 6000): every image and its mirror image through the
+    inference graph of a freshly initialised LResNet-E-IR, batch 32."""
+    import tensorflow.compat.v1 as tf
+    from ci.model_import import import_model_module
+    from ci.synthetic import insightface
+    from common.npu_config import build_device_config
+    path = os.path.join(work_dir, 'verification_%d.bin' % pairs)
+    insightface.make_bin(path, num_pairs=pairs)
+    data_set = import_model_module('InsightFace_TF', 'data.eval_data_reader').load_bin(path)
+    verification = import_model_module('InsightFace_TF', 'verification')
+    inference = import_model_module('InsightFace_TF', 'inference')
+    config = build_device_config('cpu', precision_mode, log=False)
+    with tf.Graph().as_default():
+        args = argparse.Namespace(net_name='L_Resnet_E_IR_fix_issue9', net_depth=depth,
+                                  unit_type='ir', image_size=[112, 112])
+        images, embedding = inference.build_embedding_graph(args)
+        with tf.Session(config=config.session_config) as sess:
+            sess.run(tf.global_variables_initializer())
+            # The first batch compiles the graph: not part of the rate.
+            sess.run(embedding, {images: np.zeros((32, 112, 112, 3), np.float32)})
+            t0 = time.time()
+            verification.test(data_set, sess, embedding, 32, input_placeholder=images)
+            seconds = time.time() - t0
+    count = 2 * len(data_set.images)  # originals and mirror images
+    return {'tool': 'verification embeddings, LResNet%dE-IR' % depth,
+            'precision_mode': precision_mode, 'items': count, 'seconds': seconds,
+            'rate': count / seconds, 'unit': 'images/s'}
+
+
+def conversion_rate(images, work_dir):
+    """RecordIO -> TFRecords images/s of data/mx2tfrecords.py on a synthetic
+    pack of ``images`` 112x112 JPEGs (wall time, the process start included)."""
+    from ci.synthetic import insightface
+    folder = os.path.join(work_dir, 'recordio_%d' % images)
+    rec, idx, _ = insightface.make_recordio_dataset(folder, num_classes=100,
+                                                    images_per_class=images // 100)
+    args = [sys.executable, os.path.join(REPO_ROOT, 'InsightFace_TF', 'data', 'mx2tfrecords.py'),
+            '--bin_path=%s' % rec, '--idx_path=%s' % idx,
+            '--tfrecords_file_path=%s' % os.path.join(folder, 'tfrecords')]
+    outcome = run_measured(args, 'mx2tfrecords.py')
+    return {'tool': 'RecordIO -> TFRecords (mx2tfrecords.py)', 'precision_mode': '-',
+            'items': images, 'seconds': outcome['seconds'],
+            'rate': images / outcome['seconds'], 'unit': 'images/s',
+            'peak_rss_mb': outcome['peak_rss_kb'] / 1024.0}
+
+
+def tools_markdown(tool_rows):
+    lines = ['| tool | precision_mode | items | seconds | rate | peak RSS (MB) |',
+             '|---|---|---|---|---|---|']
+    for r in tool_rows:
+        rss = r.get('peak_rss_mb')
+        lines.append('| %s | %s | %d | %.1f | %.1f %s | %s |' % (
+            r['tool'], r['precision_mode'], r['items'], r['seconds'], r['rate'], r['unit'],
+            '%.0f' % rss if rss else '-'))
+    return '\n'.join(lines) + '\n'
+
+
+def add_pipeline_ratios(rows):
+    """Pipeline rows get images/s as a fraction of the same case on synthetic input."""
+    synthetic = {(r['model'], r['precision_mode']): r['images_per_s'] for r in rows
+                 if r['input'] == 'synthetic'}
+    for r in rows:
+        key = (r['model'], r['precision_mode'])
+        if r['input'] == 'pipeline' and key in synthetic:
+            r['pipeline_vs_synthetic'] = r['images_per_s'] / synthetic[key]
 
 
 # Training FLOPs per image = 3 x forward (forward + two backward products).
@@ -175,14 +256,30 @@ CASES = [
     Case(model='face_resnet50', folder='Face-ResNet50_ID1372', make_data=cacd_cache_data,
          label='Face-ResNet50 224', batch_size=32, train_flops_per_image=3 * 2 * 4.1e9,
          extra_args=[], synthetic_flag=None, quick_steps=3, full_steps=8),
+    Case(model='insightface50', folder='InsightFace_TF', make_data=demo_data(
+        'ci.synthetic.insightface'), label='InsightFace r50 112', batch_size=32,
+         train_flops_per_image=3 * 12.6e9, extra_args=['--net_depth=50'],
+         synthetic_flag='--synthetic_input', quick_steps=3, full_steps=12),
+    Case(model='insightface100', folder='InsightFace_TF', make_data=demo_data(
+        'ci.synthetic.insightface'), label='InsightFace r100 112', batch_size=32,
+         train_flops_per_image=3 * 24.2e9, extra_args=['--net_depth=100'],
+         synthetic_flag='--synthetic_input', quick_steps=3, full_steps=12),
 ]
+
+
+# InsightFace tools measured besides training: (quick size, full size).
+TOOLS = collections.OrderedDict([
+    ('verification', (200, 6000)),     # pairs; LFW holds 6000
+    ('conversion', (20000, 100000)),   # images in the RecordIO pack
+])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='1 repeat, short runs')
-    parser.add_argument('--models', default=','.join(c.model for c in CASES),
-                        help='comma-separated subset of: %s' % ', '.join(c.model for c in CASES))
+    every = [c.model for c in CASES] + list(TOOLS)
+    parser.add_argument('--models', default=','.join(every),
+                        help='comma-separated subset of: %s' % ', '.join(every))
     parser.add_argument('--out_dir', default=os.path.join(REPO_ROOT, 'build', 'bench'))
     args = parser.parse_args(argv)
     wanted = set(args.models.split(','))
@@ -214,11 +311,21 @@ def main(argv=None):
                                  work_dir, peak)
                 print('[bench] %s' % json.dumps(row))
                 rows.append(row)
-    results = {'machine': machine, 'quick': args.quick, 'rows': rows}
+    add_pipeline_ratios(rows)
+    tool_rows = []
+    if 'verification' in wanted:
+        pairs = TOOLS['verification'][0 if args.quick else 1]
+        for precision in precisions:
+            tool_rows.append(verification_throughput(pairs, 50, precision, work_dir))
+            print('[bench] %s' % json.dumps(tool_rows[-1]))
+    if 'conversion' in wanted:
+        tool_rows.append(conversion_rate(TOOLS['conversion'][0 if args.quick else 1], work_dir))
+        print('[bench] %s' % json.dumps(tool_rows[-1]))
+    results = {'machine': machine, 'quick': args.quick, 'rows': rows, 'tools': tool_rows}
     os.makedirs(args.out_dir, exist_ok=True)
     with atomic_write(os.path.join(args.out_dir, 'results.json')) as f:
         json.dump(results, f, indent=1)
-    table = markdown(rows, machine)
+    table = markdown(rows, machine) + ('\n' + tools_markdown(tool_rows) if tool_rows else '')
     with atomic_write(os.path.join(args.out_dir, 'results.md')) as f:
         f.write(table)
     print(table)

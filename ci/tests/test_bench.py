@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -26,3 +28,19 @@ def test_bench_quick_gitloss_writes_table_and_json(tmp_path):
     assert '| Gitloss | must_keep_origin_dtype | pipeline | 128 | %.2f | %.0f |' % (
         row['images_per_s'], row['gemm_peak_gflops']) \
         in table
+
+
+def test_bench_quick_conversion_writes_the_tools_table(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'ci', 'bench.py'), '--quick',
+         '--models=conversion', '--out_dir=%s' % tmp_path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.load(open(str(tmp_path / 'results.json')))
+    assert results['rows'] == []
+    (tool,) = results['tools']
+    assert tool['items'] == 20000 and tool['rate'] == pytest.approx(20000 / tool['seconds'])
+    assert tool['peak_rss_mb'] > 100
+    table = (tmp_path / 'results.md').read_text()
+    assert '| RecordIO -> TFRecords (mx2tfrecords.py) | - | 20000 | %.1f | %.1f images/s |' % (
+        tool['seconds'], tool['rate']) in table
