@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from common.distribute import DataParallel  # noqa: E402
+from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel  # noqa: E402
 from common.io_utils import InputError, TrainingError, run_main  # noqa: E402
 from common.modelzoo_summary import ThroughputMeter, write_run_result  # noqa: E402
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
@@ -107,6 +107,9 @@ def build_parser(description=__doc__.split('\n')[0]):
                              'without the input pipeline)')
     parser.add_argument('--result_json', default='',
                         help='write FPS, accuracy and losses here (ModelZoo summary)')
+    parser.add_argument('--step_timeout_s', type=float, default=DEFAULT_STEP_TIMEOUT_S,
+                        help='several workers: a step that takes longer (a lost worker) '
+                             'stops the run with an error')
     add_device_flags(parser)
     return parser
 
@@ -119,6 +122,8 @@ def check_args(args):
             raise InputError(None, '--%s must be at least 1, got %d' % (flag, getattr(args, flag)))
     if args.max_steps < 0:
         raise InputError(None, '--max_steps must not be negative')
+    if not args.step_timeout_s > 0:
+        raise InputError(None, '--step_timeout_s must be positive')
     inference.check_network_flags(args)
     if not 0 < args.keep_prob <= 1:
         raise InputError(None, '--keep_prob must be in (0, 1], got %g' % args.keep_prob)
@@ -174,6 +179,30 @@ def make_model_fn(args):
     return model_fn
 
 
+def tf_reason(error):
+    """The line of a TensorFlow error that says what went wrong (not the
+    'Graph execution error' banner, the node listing or the traceback)."""
+    lines = [line for line in error.message.splitlines()
+             if line.strip() and not line[0].isspace() and
+             not line.startswith(('Graph execution error', 'Detected at node', 'Node:'))]
+    return lines[-1] if lines else error.message.strip()
+
+
+def step_error(error, step, args):
+    """The one-line error for a failed training step: InputError when the
+    input pipeline could not read the TFRecords or a label does not fit
+    --num_output, TrainingError otherwise."""
+    reason = tf_reason(error)
+    if 'IteratorGetNext' in error.message:
+        return InputError(args.tfrecords_file_path, 'the training data cannot be read at step %d '
+                          '(%s); check --image_size and the TFRecords (data/mx2tfrecords.py '
+                          'makes them)' % (step, reason))
+    if 'label value' in reason:
+        return InputError(args.tfrecords_file_path, 'holds labels that --num_output=%d does not '
+                          'cover (%s)' % (args.num_output, reason.split('.  ')[0]))
+    return TrainingError('step %d failed: %s' % (step, reason))
+
+
 def append_validation_history(path, history):
     """The reference's log: the steps so far on one line, their accuracies on the next."""
     with open(path, 'a') as f:
@@ -196,14 +225,20 @@ def train(args, dp, device_config):
                          'needs (%d)' % (images_in_files, images_per_step))
     steps_per_epoch = max(1, images_in_files // images_per_step)
     total_steps = args.max_steps or args.epoch * steps_per_epoch
-    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size) \
-        if dp.is_chief else []
+    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
     print('%d images in %d TFRecord file(s): %d steps per epoch of %d images; training '
           'to step %d' % (images_in_files, len(files), steps_per_epoch, images_per_step,
                           total_steps))
+    if dp.num_workers > 1:
+        print('Worker %d of %d: global batch of %d images, %d on each worker'
+              % (dp.cluster.worker_index, dp.num_workers, images_per_step, args.batch_size))
 
     ckpt = tf.train.latest_checkpoint(args.ckpt_path) if os.path.isdir(args.ckpt_path) else None
-    start_step = int(tf.train.load_variable(ckpt, 'global_step')) if ckpt else 0
+    try:
+        start_step = int(tf.train.load_variable(ckpt, 'global_step')) if ckpt else 0
+    except (tf.errors.OpError, ValueError) as e:
+        raise InputError(ckpt, 'checkpoint has no readable global_step (%s); use another '
+                               '--ckpt_path' % str(e).splitlines()[0])
     if start_step >= total_steps:
         raise InputError(ckpt, 'training is already complete (step %d of %d); raise '
                                '--max_steps/--epoch or use another --ckpt_path'
@@ -266,10 +301,17 @@ def train(args, dp, device_config):
         if dp.is_chief:
             writer = tf.summary.FileWriter(args.summary_path, graph)
         if ckpt:
-            saver.restore(sess, ckpt)
+            try:
+                saver.restore(sess, ckpt)
+            except tf.errors.OpError as e:
+                raise InputError(ckpt, 'checkpoint does not fit this network or is damaged (%s); '
+                                       'check --net_name/--net_depth/--unit_type/--num_output/'
+                                       '--image_size or use another --ckpt_path' % tf_reason(e))
             print('Resuming from %s at step %d' % (ckpt, start_step))
         else:
-            sess.run(init_op)
+            # tf.distribute: the initialisers copy worker 0's values to every
+            # worker (collective broadcast), so they run bounded as a step.
+            dp.run(sess, init_op)
         dp.broadcast(sess)
 
         def save(prefix, which_saver, latest_filename=None):
@@ -282,9 +324,8 @@ def train(args, dp, device_config):
             meter.start()
             try:
                 values = dp.run(sess, step_fetches)
-            except tf.errors.InvalidArgumentError as e:
-                raise TrainingError('step %d failed: %s (are all labels below --num_output=%d?)'
-                                    % (step, e.message.split('\n')[0], args.num_output))
+            except tf.errors.OpError as e:
+                raise step_error(e, step, args)
             seconds = meter.stop(images_per_step)
             if not np.isfinite(values['total_loss']):
                 raise TrainingError('the loss became %s at step %d; training stopped. Last '
@@ -304,20 +345,24 @@ def train(args, dp, device_config):
                 sys.stdout.flush()
                 logged_losses.append(float(values['total_loss']))
                 interval_images, interval_seconds = 0, 0.0
-            if not dp.is_chief:
-                continue
-            if 'summary' in values:
+            if dp.is_chief and 'summary' in values:
                 writer.add_summary(values['summary'], step)
-            if step % args.ckpt_interval == 0 or run_done:
+            if dp.is_chief and (step % args.ckpt_interval == 0 or run_done):
                 last_saved = save('InsightFace_iter', saver)
                 print('Saved checkpoint %s' % last_saved)
             if eval_sets and (step % args.validate_interval == 0 or run_done):
+                # Every worker evaluates: the embedding graph reads this
+                # worker's copy of the weights (no collective ops), and the
+                # workers reach the next training step together, so none waits
+                # out --step_timeout_s while the chief alone evaluates.
                 results = verification.ver_test(
                     [data for _, data in eval_sets], [name for name, _ in eval_sets], step,
                     sess, embedding, args.batch_size, {}, eval_images,
-                    roc_dir=args.log_file_path)
+                    roc_dir=args.log_file_path if dp.is_chief else None)
                 accuracy = results[0]
                 print('test accuracy is: %s' % accuracy)
+                if not dp.is_chief:
+                    continue
                 history[step] = accuracy
                 append_validation_history(log_file, history)
                 if best_accuracy is None or max(results) > best_accuracy:
@@ -352,7 +397,7 @@ def prepare_output_folders(args):
 def main(argv=None):
     args = check_args(build_parser().parse_args(argv))
     device_config = build_device_config(args.device, args.precision_mode)
-    dp = DataParallel(device_config)
+    dp = DataParallel(device_config, step_timeout_s=args.step_timeout_s)
     prepare_output_folders(args)
     return train(args, dp, device_config)
 

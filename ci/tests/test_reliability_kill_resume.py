@@ -41,6 +41,12 @@ WRITE_ATTEMPTS = 6     # kills aimed at a checkpoint write before giving up
 IN_CREATE = 0x100
 IN_MOVED_TO = 0x80
 TEMPSTATE = re.compile(r'\.tempstate\d+$')
+CHECKPOINT = 'model.ckpt-%d'   # checkpoint prefix of a step (Gitloss, Face-ResNet50)
+
+
+def checkpoint_pattern(name):
+    """Regex of checkpoint prefix ``name`` (like CHECKPOINT), the step as group 1."""
+    return re.escape(name).replace('%d', r'(\d+)')
 
 
 class FolderWatch(object):
@@ -139,47 +145,49 @@ def kill_on_created(start, folder, wanted, timeout=180):
     return training, None
 
 
-def checkpoint_steps(folder):
+def checkpoint_steps(folder, name=CHECKPOINT):
     """Steps of the checkpoints whose index and data files both exist."""
     steps = set()
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        match = re.match(r'^model\.ckpt-(\d+)\.index$', name)
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        match = re.match(r'^%s\.index$' % checkpoint_pattern(name), entry)
         if match and os.path.exists(os.path.join(
-                folder, 'model.ckpt-%s.data-00000-of-00001' % match.group(1))):
+                folder, name % int(match.group(1)) + '.data-00000-of-00001')):
             steps.add(int(match.group(1)))
     return steps
 
 
-def state_step(folder):
+def state_step(folder, name=CHECKPOINT):
     """The step the ``checkpoint`` index file names, or None."""
     import tensorflow.compat.v1 as tf
     latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
-    return int(latest.rsplit('-', 1)[1]) if latest else None
+    if latest is None:
+        return None
+    return int(re.match('^%s$' % checkpoint_pattern(name), os.path.basename(latest)).group(1))
 
 
-def assert_complete(folder, step):
+def assert_complete(folder, step, name=CHECKPOINT):
     """Every tensor of checkpoint ``step`` reads back, with the right global_step."""
     import tensorflow.compat.v1 as tf
-    reader = tf.train.NewCheckpointReader(os.path.join(folder, 'model.ckpt-%d' % step))
+    reader = tf.train.NewCheckpointReader(os.path.join(folder, name % step))
     shapes = reader.get_variable_to_shape_map()
     for name, shape in shapes.items():
         assert list(reader.get_tensor(name).shape) == shape, name
     assert int(reader.get_tensor('global_step')) == step
 
 
-def assert_state_is_complete(folder):
+def assert_state_is_complete(folder, name=CHECKPOINT):
     """The ``checkpoint`` index file names a complete checkpoint; returns its step."""
-    step = state_step(folder)
+    step = state_step(folder, name)
     if step is not None:
-        assert step in checkpoint_steps(folder), (step, sorted(os.listdir(folder)))
-        assert_complete(folder, step)
+        assert step in checkpoint_steps(folder, name), (step, sorted(os.listdir(folder)))
+        assert_complete(folder, step, name)
     return step
 
 
-def assert_restores(folder, step):
+def assert_restores(folder, step, name=CHECKPOINT):
     """The checkpoint loads into the graph its own .meta file describes."""
     import tensorflow.compat.v1 as tf
-    prefix = os.path.join(folder, 'model.ckpt-%d' % step)
+    prefix = os.path.join(folder, name % step)
     graph = tf.Graph()
     with graph.as_default():
         saver = tf.train.import_meta_graph(prefix + '.meta', clear_devices=True)
@@ -200,21 +208,21 @@ class KillLog(object):
         self.points.append((point, attempts))
 
 
-def kill_during_checkpoint_write(start, ckpt):
+def kill_during_checkpoint_write(start, ckpt, name=CHECKPOINT):
     """Restarts with ``start()`` and kills inside a TensorFlow checkpoint
     write, retrying while the kill comes too late; returns the attempts made."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         os.makedirs(ckpt, exist_ok=True)
-        before = assert_state_is_complete(ckpt)
-        training, name = kill_on_created(lambda: start(before), ckpt, TEMPSTATE)
-        assert name is not None, 'the run ended without writing a checkpoint:\n%s' \
+        before = assert_state_is_complete(ckpt, name)
+        training, temporary = kill_on_created(lambda: start(before), ckpt, TEMPSTATE)
+        assert temporary is not None, 'the run ended without writing a checkpoint:\n%s' \
             % '\n'.join(training.lines[-20:])
-        step = assert_state_is_complete(ckpt)
-        if os.path.exists(os.path.join(ckpt, name)):
+        step = assert_state_is_complete(ckpt, name)
+        if os.path.exists(os.path.join(ckpt, temporary)):
             # Killed inside the write: the index still names an older checkpoint.
-            written = int(re.match(r'model\.ckpt-(\d+)\.', name).group(1))
+            written = int(re.match(r'%s\.' % checkpoint_pattern(name), temporary).group(1))
             assert step == before and (step is None or step < written)
-            assert written not in checkpoint_steps(ckpt) or step != written
+            assert written not in checkpoint_steps(ckpt, name) or step != written
             return attempt
     raise AssertionError('%d kills all came after the checkpoint write had ended'
                          % WRITE_ATTEMPTS)
