@@ -214,7 +214,7 @@ SCRIPT_ROWS = [
 ]
 
 
-@pytest.mark.parametrize('model', ['Gitloss_ID1277', 'Face-ResNet50_ID1372'])
+@pytest.mark.parametrize('model', ['Gitloss_ID1277', 'Face-ResNet50_ID1372', 'InsightFace_TF'])
 @pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=[r[1][8:30] for r in SCRIPT_ROWS])
 def test_script_argument_errors(tmp_path, model, args, message):
     data = tmp_path / 'data with space'
