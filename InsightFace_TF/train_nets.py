@@ -13,6 +13,7 @@ from __future__ import print_function
 
 import argparse
 import os
+import re
 import resource
 import sys
 import time
@@ -179,13 +180,22 @@ def make_model_fn(args):
     return model_fn
 
 
+TF_ERROR_BANNERS = re.compile(r'^(Graph execution error|Detected at node|Node:|Original stack '
+                              r'trace|Errors may have originated|Input Source operations|'
+                              r'\d+ root error\(s\) found|Restoring from checkpoint failed)')
+
+
 def tf_reason(error):
-    """The line of a TensorFlow error that says what went wrong (not the
-    'Graph execution error' banner, the node listing or the traceback)."""
-    lines = [line for line in error.message.splitlines()
-             if line.strip() and not line[0].isspace() and
-             not line.startswith(('Graph execution error', 'Detected at node', 'Node:'))]
-    return lines[-1] if lines else error.message.strip()
+    """The line of a TensorFlow error that says what went wrong: not a banner,
+    a node listing or a traceback line (TF 1.15 and 2.x word these apart);
+    of several root errors, the first, without its '(0) INVALID_ARGUMENT:'."""
+    for line in error.message.splitlines():
+        if line[:1].isspace() and not re.match(r'^\s+\(\d+\) ', line):
+            continue
+        line = re.sub(r'^\(\d+\) [A-Za-z_ ]+:\s*', '', line.strip())
+        if line and not TF_ERROR_BANNERS.match(line):
+            return line
+    return error.message.strip()
 
 
 def step_error(error, step, args):

@@ -116,7 +116,7 @@ def foreign_checkpoint(step, variables):
 OTHER_NETWORK = {'global_step': np.int64(1),
                  'resnet_v1_100/conv1/W_conv2d': np.zeros((3, 3, 3, 64), np.float32)}
 CKPT = '{root}/ckpt/InsightFace_iter_%d.ckpt'
-READ_FAILED = ('[Error] {root}/tfrecords: the training data cannot be read at step 1 (...); '
+READ_FAILED = ('[Error] {root}/tfrecords: the training data cannot be read at step 1 (%s); '
                'check --image_size and the TFRecords (data/mx2tfrecords.py makes them)')
 
 # (row id, setup: changes the data, returns argv or None, message, builds the graph)
@@ -173,13 +173,18 @@ TRAIN_ROWS = [
      '[Error] %s: checkpoint has no readable global_step (...); use another --ckpt_path'
      % (CKPT % 1)),
     # Found when training starts: a graph is built.
-    ('images not --image_size', flag('--image_size=96,96'), READ_FAILED),
-    ('JPEG in a TFRecord does not decode', corrupt_jpeg, READ_FAILED),
-    ('TFRecord damaged (checksum)', damaged_tfrecord, READ_FAILED),
+    ('images not --image_size', flag('--image_size=96,96'),
+     READ_FAILED % 'Input to reshape is a tensor with 37632 values, but the requested shape '
+                   'has 27648'),
+    ('JPEG in a TFRecord does not decode', corrupt_jpeg,
+     READ_FAILED % 'jpeg::Uncompress failed<...>'),
+    ('TFRecord damaged (checksum)', damaged_tfrecord, READ_FAILED % 'corrupted record at 12'),
     ('labels beyond --num_output', flag('--num_output=2'),
-     '[Error] {root}/tfrecords: holds labels that --num_output=2 does not cover (...)'),
+     '[Error] {root}/tfrecords: holds labels that --num_output=2 does not cover (Received a '
+     'label value of 2 which is outside the valid range of [0, 2))'),
     ('checkpoint of another network', foreign_checkpoint(1, OTHER_NETWORK),
-     '[Error] %s: checkpoint does not fit this network or is damaged (...); check --net_name/'
+     '[Error] %s: checkpoint does not fit this network or is damaged (Key <...> not found in '
+     'checkpoint); check --net_name/'
      '--net_depth/--unit_type/--num_output/--image_size or use another --ckpt_path'
      % (CKPT % 1)),
 ]
@@ -242,3 +247,28 @@ def test_evaluation_and_export_inputs(faces):
         '[Error] %s: already exists; pass --overwrite to replace it'
         % (faces / 'export' / 'insightface_r50.pb'))
     assert user_files(faces) == before
+
+
+class FakeError(object):
+    def __init__(self, message):
+        self.message = message
+
+
+@pytest.mark.parametrize('message, reason', [
+    ('Graph execution error:\n\nDetected at node \'IteratorGetNext\' defined at (most recent '
+     'call last):\n    File "train_nets.py", line 9, in <module>\n      values = run()\n'
+     'Node: \'IteratorGetNext\'\ncorrupted record at 12\n\t [[{{node IteratorGetNext}}]]',
+     'corrupted record at 12'),
+    ('jpeg::Uncompress failed\n\t [[{{node DecodeJpeg}}]]\n\t [[node IteratorGetNext (defined '
+     'at train_nets.py:9) ]]\n\nOriginal stack trace for \'IteratorGetNext\':\n  File "x.py"',
+     'jpeg::Uncompress failed'),
+    ('2 root error(s) found.\n  (0) Invalid argument: Received a label value of 2 which is '
+     'outside the valid range of [0, 2).\n\t [[node x]]\n  (1) Invalid argument: other',
+     'Received a label value of 2 which is outside the valid range of [0, 2).'),
+    ('Restoring from checkpoint failed. This is most likely due to a Variable name or other '
+     'graph key that is missing from the checkpoint. Original error:\n\nGraph execution '
+     'error:\n\nKey w not found in checkpoint\n\t [[{{node save/RestoreV2}}]]',
+     'Key w not found in checkpoint'),
+], ids=['TF 2 input pipeline', 'TF 1.15 input pipeline', 'several root errors', 'restore'])
+def test_the_reason_line_of_tensorflow_errors(message, reason):
+    assert train_nets.tf_reason(FakeError(message)) == reason
