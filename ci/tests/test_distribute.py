@@ -1,7 +1,6 @@
 """common/distribute.py: cluster discovery, and 2 real worker processes on loopback."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from ci.loopback import loopback_workers
 from common import distribute
 from common.io_utils import InputError
 
@@ -81,16 +81,6 @@ def worker_script(tmp_path):
     return str(path)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start(script, out, steps, batch, pause, tf_config=None, seed=0):
     env = dict(os.environ, WORKER_SEED=str(seed), TF_CPP_MIN_LOG_LEVEL='2')
     env.pop('TF_CONFIG', None)
@@ -103,8 +93,7 @@ def _start(script, out, steps, batch, pause, tf_config=None, seed=0):
 
 
 def _start_cluster(script, out_root, steps, batch, pause):
-    ports = _free_ports(2)
-    workers = ['127.0.0.1:%d' % p for p in ports]
+    workers = loopback_workers(2)
     return [_start(script, os.path.join(out_root, 'w%d' % i), steps, batch, pause,
                    {'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': i}},
                    seed=i + 1)
@@ -207,11 +196,10 @@ LAUNCHER = os.path.join(REPO_ROOT, 'common', 'launch_workers.py')
 
 
 def test_launcher_runs_a_two_worker_job(worker_script, tmp_path):
-    ports = _free_ports(2)
     out = str(tmp_path / 'out')
     os.makedirs(out)
     proc = subprocess.run(
-        [sys.executable, LAUNCHER, '--workers=127.0.0.1:%d,127.0.0.1:%d' % tuple(ports),
+        [sys.executable, LAUNCHER, '--workers=' + ','.join(loopback_workers(2)),
          '--log_dir=%s' % (tmp_path / 'logs'), '--',
          sys.executable, worker_script, out, '3', '2', '0'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=150)

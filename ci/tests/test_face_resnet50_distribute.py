@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ import time
 import numpy as np
 import pytest
 
+from ci.loopback import loopback_workers
 from ci.model_import import REPO_ROOT, import_model_module, model_dir
 from ci.synthetic import cacd
 
@@ -89,16 +89,6 @@ WORKER = textwrap.dedent('''\
     ''')
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def data_flags(root):
     return ['--label_path=%s' % os.path.join(root, 'label', 'label_1200.npy'),
             '--image_name_path=%s' % os.path.join(root, 'label', 'name_1200.npy'),
@@ -108,7 +98,7 @@ def data_flags(root):
 
 def start_workers(script, root, out, per_worker_flags):
     """WORKERS TrainResNet.py processes joined by TF_CONFIG on 127.0.0.1."""
-    workers = ['127.0.0.1:%d' % port for port in free_ports(WORKERS)]
+    workers = loopback_workers(WORKERS)
     procs = []
     for index in range(WORKERS):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1',
