@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from ci.loopback import loopback_workers
+from ci.workers import loopback_workers
 from common import distribute
 from common.io_utils import InputError
 

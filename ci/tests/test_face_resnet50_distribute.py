@@ -18,8 +18,6 @@ within float tolerance (different summation orders only).
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -27,9 +25,10 @@ import time
 import numpy as np
 import pytest
 
-from ci.loopback import loopback_workers
+from ci import workers
 from ci.model_import import REPO_ROOT, import_model_module, model_dir
 from ci.synthetic import cacd
+from ci.workers import check_8p_script_needs_rank_table, finish, kill_last_worker, read_log
 
 MODEL = 'Face-ResNet50_ID1372'
 IDENTITIES, PER_IDENTITY = 2, 5        # 8 training images, 2 held out
@@ -98,41 +97,10 @@ def data_flags(root):
 
 def start_workers(script, root, out, per_worker_flags):
     """WORKERS TrainResNet.py processes joined by TF_CONFIG on 127.0.0.1."""
-    workers = loopback_workers(WORKERS)
-    procs = []
-    for index in range(WORKERS):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1',
-                   DUMP_PREFIX=os.path.join(out, 'dump_%d' % index),
-                   TF_CONFIG=json.dumps({'cluster': {'worker': workers},
-                                         'task': {'type': 'worker', 'index': index}}))
-        env.pop('RANK_SIZE', None)
-        with open(os.path.join(out, 'worker_%d.log' % index), 'w') as log, \
-                open(os.path.join(out, 'worker_%d.err' % index), 'w') as err:
-            procs.append(subprocess.Popen(
-                [sys.executable, script] + data_flags(root) + FLAGS + per_worker_flags(index),
-                env=env, stdout=log, stderr=err))
-    return procs
-
-
-def finish(procs, out, timeout):
-    """[(exit status, stderr)] of the workers, which must end within timeout s."""
-    deadline = time.time() + timeout
-    results = []
-    for index, proc in enumerate(procs):
-        try:
-            proc.wait(timeout=max(1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            for other in procs:
-                other.kill()
-            raise AssertionError('a worker hung')
-        with open(os.path.join(out, 'worker_%d.err' % index)) as f:
-            results.append((proc.returncode, f.read()))
-    return results
-
-
-def read_log(out, index):
-    with open(os.path.join(out, 'worker_%d.log' % index)) as f:
-        return f.read()
+    return workers.start_workers(
+        [[sys.executable, script] + data_flags(root) + FLAGS + per_worker_flags(index)
+         for index in range(WORKERS)],
+        out, lambda index: {'DUMP_PREFIX': os.path.join(out, 'dump_%d' % index)})
 
 
 def reference_weights(resnet):
@@ -308,29 +276,8 @@ def test_resume_then_a_killed_worker_stops_the_other(dataset, two_workers, tmp_p
     out = str(tmp_path)
     procs = start_workers(dataset['script'], dataset['root'], out, lambda i: [
         '--epochs=100', '--ckpt_path=%s' % ckpt, '--step_timeout_s=30'])
-    try:
-        deadline = time.time() + 150
-        while time.time() < deadline and all(p.poll() is None for p in procs) and not all(
-                'Epoch 2 Batch 0 Batch Cost' in read_log(out, i) for i in range(WORKERS)):
-            time.sleep(0.2)
-        logs = [read_log(out, i) for i in range(WORKERS)]
-        assert all('Epoch 2 Batch 0 Batch Cost' in log for log in logs), logs
-        procs[1].send_signal(signal.SIGKILL)
-        killed = time.time()
-        (status, err), = finish(procs[:1], out, timeout=90)
-        stopped_after = time.time() - killed
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-    for log in logs:
+    for log in kill_last_worker(procs, out, 'Epoch 2 Batch 0 Batch Cost'):
         assert 'Resuming from %s at step 2' % os.path.join(ckpt, 'model.ckpt-2') in log
-    print('worker 0 stopped %.1f s after worker 1 was killed' % stopped_after)
-    assert status == 3, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith('[Error] worker 0 of 2: a training step did not complete'), last
-    assert stopped_after < 60
 
 
 def test_epoch_parts_of_workers(dataset):
@@ -349,16 +296,4 @@ def test_epoch_parts_of_workers(dataset):
 
 @pytest.mark.parametrize('script', ['train_full_8p.sh', 'train_performance_8p.sh'])
 def test_8p_scripts_need_a_rank_table(script, tmp_path):
-    device = 'pytest-face-8p-%d' % os.getpid()
-    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID=device)
-    env.pop('RANK_TABLE_FILE', None)
-    try:
-        done = subprocess.run(['bash', os.path.join(model_dir(MODEL), 'test', script),
-                               '--data_path=%s' % tmp_path], env=env, capture_output=True,
-                              text=True, timeout=60)
-    finally:
-        shutil.rmtree(os.path.join(model_dir(MODEL), 'test', 'output', device),
-                      ignore_errors=True)
-    assert done.returncode == 1
-    assert done.stderr.strip() == ("[Error] RANK_TABLE_FILE must name the HCCL rank table "
-                                   "file, got ''")
+    check_8p_script_needs_rank_table(MODEL, script, tmp_path)
