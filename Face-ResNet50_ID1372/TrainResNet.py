@@ -18,7 +18,6 @@ from __future__ import print_function
 
 import argparse
 import os
-import resource
 import sys
 
 import numpy as np
@@ -27,7 +26,8 @@ import tensorflow.compat.v1 as tf
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel, discover_cluster  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
-from common.modelzoo_summary import ThroughputMeter, write_run_result  # noqa: E402
+from common.modelzoo_summary import (  # noqa: E402
+    ThroughputMeter, print_run_footprint, write_run_result)
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
 
 import ResNet  # noqa: E402
@@ -317,10 +317,7 @@ def main(argv=None):
     cache.close()
 
     # ---- summary
-    if meter.fps is not None:
-        print('Training throughput %.2f images/s' % meter.fps)
-    print('Peak memory (max RSS) %.1f MB'
-          % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    print_run_footprint(meter)
     if args.result_json and dp.is_chief:
         write_run_result(args.result_json, meter.fps, accuracy, logged_costs, meter=meter)
     return 0

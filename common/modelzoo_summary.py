@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -65,6 +66,14 @@ class ThroughputMeter(object):
     def fps(self):
         """Measured images/s, or None before any step after warm-up."""
         return self.images / self.seconds if self.seconds > 0 else None
+
+
+def print_run_footprint(meter):
+    """The closing lines of every training script: throughput and peak memory."""
+    if meter.fps is not None:
+        print('Training throughput %.2f images/s' % meter.fps)
+    print('Peak memory (max RSS) %.1f MB'
+          % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
 
 
 def process_start_time(stat_path='/proc/self/stat'):
