@@ -103,7 +103,7 @@ def build_parser(description=__doc__.split('\n')[0]):
                         help='dropout keep probability of the embedding head in training')
     parser.add_argument('--max_steps', type=int, default=0,
                         help='stop when the global step reaches this (0: --epoch epochs)')
-    parser.add_argument('--synthetic_input', action='store_true',
+    parser.add_argument('--synthetic_input', type=str2bool, nargs='?', const=True, default=False,
                         help='train on one random in-graph batch (benchmarks the network '
                              'without the input pipeline)')
     parser.add_argument('--result_json', default='',

@@ -259,11 +259,11 @@ CASES = [
     Case(model='insightface50', folder='InsightFace_TF', make_data=demo_data(
         'ci.synthetic.insightface'), label='InsightFace r50 112', batch_size=32,
          train_flops_per_image=3 * 12.6e9, extra_args=['--net_depth=50'],
-         synthetic_flag='--synthetic_input', quick_steps=3, full_steps=12),
+         synthetic_flag='--synthetic_input=true', quick_steps=3, full_steps=12),
     Case(model='insightface100', folder='InsightFace_TF', make_data=demo_data(
         'ci.synthetic.insightface'), label='InsightFace r100 112', batch_size=32,
          train_flops_per_image=3 * 24.2e9, extra_args=['--net_depth=100'],
-         synthetic_flag='--synthetic_input', quick_steps=3, full_steps=12),
+         synthetic_flag='--synthetic_input=true', quick_steps=3, full_steps=12),
 ]
 
 
