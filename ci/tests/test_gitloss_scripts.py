@@ -8,17 +8,15 @@ diverging run must stop without touching that checkpoint.
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
 import pytest
 
+from ci.model_workspace import copy_model_alone, run_as_user, snapshot_output
 from ci.synthetic import mnist as synthetic
 from common.modelzoo_summary import SUMMARY_KEYS, read_summary
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETWORK = 'Gitloss_ID1277_for_TensorFlow'
 # Synthetic classes, 300 steps of batch 16 at lr 0.002: about 0.85 measured.
 VALID_ACC_BAR = 0.6
@@ -30,28 +28,16 @@ LOG_LINE = re.compile(
 
 
 def run(command, timeout=240):
-    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='0')
-    return subprocess.run(command, cwd='/', env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    return run_as_user(command, timeout)
 
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     """The model copied out with common/ (path with a space), plus synthetic data."""
-    root = tmp_path_factory.mktemp('gitloss') / 'model zoo'
-    ignore = shutil.ignore_patterns('output', '__pycache__')
-    shutil.copytree(os.path.join(REPO_ROOT, 'Gitloss_ID1277'), str(root / 'Gitloss_ID1277'),
-                    ignore=ignore)
-    shutil.copytree(os.path.join(REPO_ROOT, 'common'), str(root / 'common'), ignore=ignore)
+    model = copy_model_alone(tmp_path_factory.mktemp('gitloss'), 'Gitloss_ID1277')
+    root = model.parent
     data = synthetic.make_mnist(str(root / 'mnist'), train_count=2000, test_count=300)
-    return {'model': root / 'Gitloss_ID1277', 'data': data, 'ckpt': root / 'ckpt'}
-
-
-def snapshot_output(workspace, name):
-    """A copy of test/output/0 (the next script run clears it)."""
-    copy = workspace['model'].parent / name
-    shutil.copytree(str(workspace['model'] / 'test' / 'output' / '0'), str(copy))
-    return copy
+    return {'model': model, 'data': data, 'ckpt': root / 'ckpt'}
 
 
 @pytest.fixture(scope='module')
@@ -61,7 +47,7 @@ def full_run(workspace):
                 '--train_steps=300', '--update_centers=150',
                 '--ckpt_path=%s' % workspace['ckpt']] + TRAIN_ARGS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, snapshot_output(workspace, 'full_output')
+    return proc, snapshot_output(workspace['model'], 'full_output')
 
 
 @pytest.fixture(scope='module')
@@ -71,7 +57,7 @@ def resumed_perf_run(full_run, workspace):
     proc = run(['bash', str(script), '--data_path=%s' % workspace['data'],
                 '--train_steps=320', '--ckpt_path=%s' % workspace['ckpt']] + TRAIN_ARGS)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, snapshot_output(workspace, 'perf_output')
+    return proc, snapshot_output(workspace['model'], 'perf_output')
 
 
 def test_full_script_logs_the_reference_lines_and_learns(full_run):

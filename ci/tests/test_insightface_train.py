@@ -12,8 +12,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -21,12 +19,12 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from ci.model_import import import_model_module
+from ci.model_workspace import copy_model_alone, run_as_user, snapshot_output
 from ci.synthetic import insightface as synthetic
 from common.modelzoo_summary import SUMMARY_KEYS, read_summary
 
 tf.disable_v2_behavior()
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NETWORK = 'InsightFace_TF_for_TensorFlow'
 CLASSES = 6
 # A constant rate ten times the reference's first one: 16 steps then show
@@ -41,9 +39,7 @@ ACCURACY_LINE = re.compile(r'^\[lfw\]\[(\d+)\]Accuracy-Flip: (\d\.\d{5})\+-\d\.\
 
 
 def run(command, timeout=300):
-    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='0')
-    return subprocess.run(command, cwd='/', env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    return run_as_user(command, timeout)
 
 
 def must_pass(proc):
@@ -53,27 +49,17 @@ def must_pass(proc):
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp('insightface') / 'model zoo'
-    ignore = shutil.ignore_patterns('output', '__pycache__')
-    shutil.copytree(os.path.join(REPO_ROOT, 'InsightFace_TF'), str(root / 'InsightFace_TF'),
-                    ignore=ignore)
-    shutil.copytree(os.path.join(REPO_ROOT, 'common'), str(root / 'common'), ignore=ignore)
+    model = copy_model_alone(tmp_path_factory.mktemp('insightface'), 'InsightFace_TF')
+    root = model.parent
     data = root / 'faces data'
     synthetic.make_tfrecords_dataset(str(data / 'tfrecords'), num_classes=CLASSES,
                                      images_per_class=12)
     synthetic.make_bin(str(data / 'lfw.bin'), num_classes=CLASSES, num_pairs=40)
-    return {'model': root / 'InsightFace_TF', 'data': data, 'ckpt': root / 'ckpt'}
+    return {'model': model, 'data': data, 'ckpt': root / 'ckpt'}
 
 
 def script(workspace, name):
     return str(workspace['model'] / 'test' / name)
-
-
-def snapshot_output(workspace, name):
-    """A copy of test/output/0 (the next script run clears it)."""
-    copy = workspace['model'].parent / name
-    shutil.copytree(str(workspace['model'] / 'test' / 'output' / '0'), str(copy))
-    return copy
 
 
 @pytest.fixture(scope='module')
@@ -82,7 +68,7 @@ def full_run(workspace):
                           '--data_path=%s' % workspace['data'], '--train_steps=16',
                           '--ckpt_path=%s' % workspace['ckpt'], '--validate_interval=8',
                           '--ckpt_interval=8', '--summary_interval=8'] + TRAIN_ARGS))
-    return proc, snapshot_output(workspace, 'full_output')
+    return proc, snapshot_output(workspace['model'], 'full_output')
 
 
 @pytest.fixture(scope='module')
@@ -90,7 +76,7 @@ def resumed_perf_run(full_run, workspace):
     proc = must_pass(run(['bash', script(workspace, 'train_performance_1p.sh'),
                           '--data_path=%s' % workspace['data'], '--train_steps=20',
                           '--ckpt_path=%s' % workspace['ckpt']] + TRAIN_ARGS))
-    return proc, snapshot_output(workspace, 'perf_output')
+    return proc, snapshot_output(workspace['model'], 'perf_output')
 
 
 def test_full_run_logs_the_reference_lines_and_learns(full_run):
