@@ -294,7 +294,7 @@ def train(args, dp, device_config):
     print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
           % (args.net_name, args.net_depth, args.unit_type, args.loss_type, parameters,
              args.num_output))
-    fetches = {'train': train_op, 'total_loss': total_loss, 'step': global_step}
+    fetches = {'train': train_op, 'total_loss': total_loss}
     fetches.update(metrics)
     history = {}
     best_accuracy = None
@@ -324,7 +324,7 @@ def train(args, dp, device_config):
             dp.run(sess, init_op)
         dp.broadcast(sess)
 
-        def save(prefix, which_saver, latest_filename=None):
+        def save(which_saver, prefix, step, latest_filename=None):
             path = os.path.join(args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
             return which_saver.save(sess, path, latest_filename=latest_filename)
 
@@ -358,7 +358,7 @@ def train(args, dp, device_config):
             if dp.is_chief and 'summary' in values:
                 writer.add_summary(values['summary'], step)
             if dp.is_chief and (step % args.ckpt_interval == 0 or run_done):
-                last_saved = save('InsightFace_iter', saver)
+                last_saved = save(saver, 'InsightFace_iter', step)
                 print('Saved checkpoint %s' % last_saved)
             if eval_sets and (step % args.validate_interval == 0 or run_done):
                 # Every worker evaluates: the embedding graph reads this
@@ -377,7 +377,8 @@ def train(args, dp, device_config):
                 append_validation_history(log_file, history)
                 if best_accuracy is None or max(results) > best_accuracy:
                     best_accuracy = max(results)
-                    best = save('InsightFace_iter_best', best_saver, BEST_CHECKPOINTS_FILE)
+                    best = save(best_saver, 'InsightFace_iter_best', step,
+                                BEST_CHECKPOINTS_FILE)
                     print('best accuracy is %.5f, saved %s' % (best_accuracy, best))
         if writer is not None:
             writer.close()

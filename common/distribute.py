@@ -17,6 +17,8 @@ Engines:
 - ``TF_CONFIG`` with several workers: ``tf.distribute`` MultiWorkerMirroredStrategy
   in graph mode (a ``tf.distribute.Server`` per worker, collective all-reduce
   of the gradients, initial values broadcast from worker 0).
+- ``local_devices`` (several devices of one process, e.g. train_nets_mgpu.py):
+  tf.distribute MirroredStrategy, every batch split evenly across the devices.
 - ``RANK_SIZE`` > 1 on Ascend: HCCL through npu_bridge
   (``NPUDistributedOptimizer`` averages gradients, ``hccl_ops.broadcast``
   copies rank 0's variables), one process per card as in the ModelZoo 8p scripts.

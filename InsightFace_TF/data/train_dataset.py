@@ -10,13 +10,13 @@ pipeline keeps up with the network.
 """
 from __future__ import print_function
 
-import glob
 import os
 import struct
 
 import tensorflow.compat.v1 as tf
 
 from common.io_utils import InputError, require_dir
+from data import tfrecord_output
 
 PIXEL_MEAN = 127.5
 PIXEL_SCALE = 0.0078125
@@ -27,10 +27,11 @@ _DATA_CRC_BYTES = 4
 
 
 def tfrecord_files(folder):
-    """The TFRecord files of ``folder``, sorted; InputError when there are none."""
+    """The TFRecord files of ``folder`` (paths, sorted; the converters' naming
+    rule, hidden temporary files left out); InputError when there are none."""
     require_dir(folder, 'TFRecords folder')
-    files = sorted(set(glob.glob(os.path.join(folder, '*.tfrecord*'))))
-    files = [f for f in files if os.path.isfile(f) and not os.path.basename(f).startswith('.')]
+    files = [os.path.join(folder, name) for name in tfrecord_output.tfrecord_files(folder)]
+    files = [f for f in files if os.path.isfile(f)]
     if not files:
         raise InputError(folder, 'no *.tfrecords / *.tfrecord* files in this folder '
                                  '(make them with data/mx2tfrecords.py)')
