@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test bench venv clean
+.PHONY: all demo test bench ablations venv clean
 
 all: demo
 
@@ -33,3 +33,8 @@ clean:
 # make bench [QUICK=1] - training throughput table (build/bench/results.md/.json)
 bench: $(STAMP)
 	$(PY) ci/bench.py $(if $(QUICK),--quick,)
+
+# make ablations - each speed-up against its alternative, timed in one run
+# (build/bench/ablations.md/.json)
+ablations: $(STAMP)
+	$(PY) ci/ablations.py

@@ -49,7 +49,11 @@ def preprocess(rgb_images):
 
 
 def conv_layer(inputs, name, kernel_size, out_channels, stride):
-    """Biased SAME convolution; He (fan-in) initialisation, zero bias."""
+    """Biased SAME convolution; He (fan-in) initialisation, zero bias.
+
+    Returns (the convolution without its bias, the bias variable): conv_bn
+    folds the bias into the batch norm that follows.
+    """
     in_channels = inputs.shape[-1]
     with tf.variable_scope(name):
         filters = tf.get_variable(
@@ -59,15 +63,23 @@ def conv_layer(inputs, name, kernel_size, out_channels, stride):
         biases = tf.get_variable(name + '_biases', [out_channels],
                                  initializer=tf.zeros_initializer())
         conv = tf.nn.conv2d(inputs, filters, [1, stride, stride, 1], padding='SAME')
-        return tf.nn.bias_add(conv, biases)
+        return conv, biases
 
 
-def batch_norm(inputs, name, training, decay=BN_DECAY, gamma_init=1.0):
-    """Fused batch norm in scope ``<name>/batch_norm``.
+def batch_norm(inputs, name, training, decay=BN_DECAY, gamma_init=1.0, input_bias=None):
+    """Fused batch norm of ``inputs + input_bias`` in scope ``<name>/batch_norm``.
 
     training=True normalises with the batch statistics and adds the updates
     of the moving statistics to UPDATE_OPS; training=False uses the moving
     statistics.
+
+    ``input_bias`` (per channel, may be None) is folded in rather than added:
+    in training the batch mean absorbs it, so the output does not depend on
+    it, its gradient is exactly zero (the reference's is rounding noise) and
+    only the moving mean sees it; in inference it is subtracted from the
+    moving mean. The same numbers as normalising ``inputs + input_bias``,
+    without a pass over the activations for the bias and its gradient
+    (ci/ablations.py).
     """
     channels = inputs.shape[-1]
     with tf.variable_scope(name + '/batch_norm'):
@@ -78,14 +90,19 @@ def batch_norm(inputs, name, training, decay=BN_DECAY, gamma_init=1.0):
                                       initializer=tf.zeros_initializer())
         moving_variance = tf.get_variable('moving_variance', [channels], trainable=False,
                                           initializer=tf.ones_initializer())
+        if input_bias is None:
+            input_bias = tf.zeros([channels])
         if not training:
             outputs, _, _ = tf.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
+                inputs, gamma, beta, mean=moving_mean - input_bias, variance=moving_variance,
                 epsilon=BN_EPSILON, is_training=False)
             return outputs
+        # 0 * bias: the bias keeps a (zero) gradient, so the optimizer still
+        # has its slot variables and checkpoints hold what the reference's do.
         outputs, batch_mean, batch_variance = tf.nn.fused_batch_norm(
-            inputs, gamma, beta, epsilon=BN_EPSILON, is_training=True)
-        for moving, batch in ((moving_mean, batch_mean), (moving_variance, batch_variance)):
+            inputs, gamma, beta + 0.0 * input_bias, epsilon=BN_EPSILON, is_training=True)
+        for moving, batch in ((moving_mean, batch_mean + input_bias),
+                              (moving_variance, batch_variance)):
             update = tf.assign_sub(moving, (moving - batch) * (1.0 - decay))
             tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, update)
         return outputs
@@ -93,8 +110,9 @@ def batch_norm(inputs, name, training, decay=BN_DECAY, gamma_init=1.0):
 
 def conv_bn(inputs, name, kernel_size, out_channels, stride, training, bn_decay,
             gamma_init=1.0):
-    return batch_norm(conv_layer(inputs, name, kernel_size, out_channels, stride),
-                      name, training, bn_decay, gamma_init)
+    """conv_layer -> batch_norm, the convolution's bias folded into the batch norm."""
+    conv, biases = conv_layer(inputs, name, kernel_size, out_channels, stride)
+    return batch_norm(conv, name, training, bn_decay, gamma_init, input_bias=biases)
 
 
 def bottleneck_block(inputs, name, channels, stride, projection, training, bn_decay):

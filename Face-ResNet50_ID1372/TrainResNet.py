@@ -29,6 +29,8 @@ from common.io_utils import InputError, run_main  # noqa: E402
 from common.modelzoo_summary import (  # noqa: E402
     ThroughputMeter, print_run_footprint, write_run_result)
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
+from common.synthetic_input import (  # noqa: E402
+    SYNTHETIC_INPUT_LINE, add_synthetic_input_flag, synthetic_dataset)
 
 import ResNet  # noqa: E402
 import utils  # noqa: E402
@@ -72,6 +74,7 @@ def parse_args(argv):
     parser.add_argument('--step_timeout_s', type=float, default=DEFAULT_STEP_TIMEOUT_S,
                         help='several workers: a step that takes longer (a lost worker) '
                              'stops the run with an error')
+    add_synthetic_input_flag(parser)
     add_device_flags(parser)
     args = parser.parse_args(argv)
     for flag in ('epochs', 'batch_size'):
@@ -197,11 +200,17 @@ def main(argv=None):
         dp = DataParallel(device_config, cluster, step_timeout_s=args.step_timeout_s)
     with graph.as_default(), dp.scope(), tf.variable_creator_scope(average_moving_statistics):
         global_step = tf.train.get_or_create_global_step()
-        train_iterator = tf.data.make_initializable_iterator(batch_dataset(
-            lambda: utils.training_batches(cache, labels, train_idx, train_batch,
-                                           start_step, stop_step, cluster.worker_index,
-                                           workers),
-            train_batch))
+        if args.synthetic_input:
+            print(SYNTHETIC_INPUT_LINE)
+            train_batches = synthetic_dataset([train_batch] + list(utils.IMAGE_SHAPE),
+                                              label_count, tf.uint8, (0, 256), tf.int32)
+        else:
+            train_batches = batch_dataset(
+                lambda: utils.training_batches(cache, labels, train_idx, train_batch,
+                                               start_step, stop_step, cluster.worker_index,
+                                               workers),
+                train_batch)
+        train_iterator = tf.data.make_initializable_iterator(train_batches)
         learning_rate = tf.train.exponential_decay(
             args.learning_rate, global_step, DECAY_EVERY_EPOCHS * steps_per_epoch, 0.1,
             staircase=True)

@@ -10,6 +10,8 @@ import tensorflow.compat.v1 as tf
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer
+from common.synthetic_input import (SYNTHETIC_INPUT_LINE, add_synthetic_input_flag,
+                                    synthetic_dataset)
 from gitloss_data import pixel_mean, training_batches
 from gitloss_losses import GIT_LOSS_FORMS, center_update, get_centers, gitloss_losses
 from gitloss_net import FEATURE_DIM, NUM_CLASSES, gitloss_network, preprocess
@@ -53,6 +55,7 @@ def add_gitloss_flags(parser, steps_help):
                         help='checkpoint folder; training resumes from the latest one in it')
     parser.add_argument('--result_json', default=None,
                         help='where to save FPS, accuracy and losses for the ModelZoo summary')
+    add_synthetic_input_flag(parser)
     add_device_flags(parser)
     return parser
 
@@ -78,22 +81,17 @@ def check_output_folder(path, flag):
         raise InputError(path, '%s must be a folder, but this is a file' % flag)
 
 
-def build_training_graph(mean_image, args, device_config):
-    """The whole graph: input pipeline, network, losses, Adam step + center update.
+TrainingStep = collections.namedtuple('TrainingStep', [
+    'train_op', 'loss', 'accuracy', 'global_step', 'centers'])
 
-    ``mean_image``: the per-pixel training mean (28, 28, 1) that inputs are centered by.
+
+def training_step(batch_images, batch_labels, mean_image, args, device_config):
+    """Network, losses, one Adam step and the center update on one batch.
+
+    ``batch_images``: uint8 (N, 28, 28, 1); ``batch_labels``: int64 (N,).
     """
-    tf.set_random_seed(args.seed)
-    images_source = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='train_images')
-    labels_source = tf.placeholder(tf.int64, [None], name='train_labels')
-    start_step = tf.placeholder(tf.int64, [], name='start_step')
-    iterator = tf.data.make_initializable_iterator(
-        training_batches(images_source, labels_source, args.batch_size, start_step,
-                         args.seed))
-    batch_images, batch_labels = iterator.get_next()
     global_step = tf.get_variable('global_step', [], tf.int32, tf.zeros_initializer(),
                                   trainable=False)
-
     logits, features = gitloss_network(preprocess(batch_images, mean_image))
     with tf.variable_scope('loss'):
         centers = get_centers(NUM_CLASSES, FEATURE_DIM)
@@ -106,6 +104,30 @@ def build_training_graph(mean_image, args, device_config):
     # The update runs after the step so both see the centers the loss gathered.
     with tf.control_dependencies([minimize]):
         train_op = center_update(centers, features, batch_labels, terms.centers_batch)
+    return TrainingStep(train_op, terms.total, accuracy, global_step, centers)
+
+
+def build_training_graph(mean_image, args, device_config):
+    """The whole graph: input pipeline, network, losses, Adam step + center update.
+
+    ``mean_image``: the per-pixel training mean (28, 28, 1) that inputs are centered by.
+    """
+    tf.set_random_seed(args.seed)
+    images_source = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='train_images')
+    labels_source = tf.placeholder(tf.int64, [None], name='train_labels')
+    start_step = tf.placeholder(tf.int64, [], name='start_step')
+    if args.synthetic_input:
+        # The sources are still fed at iterator_init; this dataset ignores them.
+        print(SYNTHETIC_INPUT_LINE)
+        batches = synthetic_dataset([args.batch_size, 28, 28, 1], NUM_CLASSES, tf.uint8,
+                                    (0, 256), seed=args.seed)
+    else:
+        batches = training_batches(images_source, labels_source, args.batch_size,
+                                   start_step, args.seed)
+    iterator = tf.data.make_initializable_iterator(batches)
+    step = training_step(*iterator.get_next(), mean_image=mean_image, args=args,
+                         device_config=device_config)
+    centers = step.centers
 
     eval_images = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='eval_images')
     eval_labels = tf.placeholder(tf.int64, [None], name='eval_labels')
@@ -115,7 +137,7 @@ def build_training_graph(mean_image, args, device_config):
                                 args.lambda_c, args.lambda_g, args.git_loss)
     eval_correct = tf.cast(tf.equal(tf.argmax(eval_logits, 1), eval_labels), tf.float32)
     return TrainGraph(images_source, labels_source, start_step, iterator.initializer,
-                      train_op, terms.total, accuracy, global_step, centers,
+                      step.train_op, step.loss, step.accuracy, step.global_step, centers,
                       eval_images, eval_labels, eval_terms.total, eval_correct,
                       eval_features)
 

@@ -26,6 +26,8 @@ from common.io_utils import InputError, TrainingError, run_main  # noqa: E402
 from common.modelzoo_summary import (  # noqa: E402
     ThroughputMeter, print_run_footprint, write_run_result)
 from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
+from common.synthetic_input import (  # noqa: E402
+    SYNTHETIC_INPUT_LINE, add_synthetic_input_flag, str2bool, synthetic_dataset)
 
 import inference  # noqa: E402
 import nets  # noqa: E402
@@ -48,14 +50,6 @@ def float_list(text):
 
 def name_list(text):
     return [v.strip() for v in text.split(',') if v.strip()]
-
-
-def str2bool(text):
-    if text.lower() in ('1', 'true', 'yes'):
-        return True
-    if text.lower() in ('0', 'false', 'no'):
-        return False
-    raise argparse.ArgumentTypeError('expected true or false, got %r' % text)
 
 
 def build_parser(description=__doc__.split('\n')[0]):
@@ -103,9 +97,7 @@ def build_parser(description=__doc__.split('\n')[0]):
                         help='dropout keep probability of the embedding head in training')
     parser.add_argument('--max_steps', type=int, default=0,
                         help='stop when the global step reaches this (0: --epoch epochs)')
-    parser.add_argument('--synthetic_input', type=str2bool, nargs='?', const=True, default=False,
-                        help='train on one random in-graph batch (benchmarks the network '
-                             'without the input pipeline)')
+    add_synthetic_input_flag(parser)
     parser.add_argument('--result_json', default='',
                         help='write FPS, accuracy and losses here (ModelZoo summary)')
     parser.add_argument('--step_timeout_s', type=float, default=DEFAULT_STEP_TIMEOUT_S,
@@ -263,8 +255,10 @@ def train(args, dp, device_config):
     with dp.scope():
         global_step = tf.train.get_or_create_global_step()
         if args.synthetic_input:
-            dataset = train_dataset.synthetic_dataset(args.batch_size, args.image_size,
-                                                      args.num_output)
+            print(SYNTHETIC_INPUT_LINE)
+            # Normalised images, as training_dataset gives them.
+            dataset = synthetic_dataset([args.batch_size] + list(args.image_size) + [3],
+                                        args.num_output)
         else:
             dataset = train_dataset.training_dataset(
                 files, args.batch_size, args.image_size, args.buffer_size,

@@ -34,13 +34,15 @@ from common.io_utils import atomic_write  # noqa: E402
 
 Case = collections.namedtuple('Case', [
     'model', 'folder', 'make_data', 'label', 'batch_size', 'train_flops_per_image',
-    'extra_args', 'synthetic_flag', 'quick_steps', 'full_steps'])
+    'extra_args', 'quick_steps', 'full_steps'])
 Case.__doc__ = """One benchmarked configuration.
 
 make_data(root) -> (data_path, extra .sh arguments) writes a synthetic dataset.
-synthetic_flag: the training flag that swaps the input pipeline for in-graph
-synthetic data, or None where the model has no such switch.
 """
+
+# Every training script takes it: one random in-graph batch in place of the
+# input pipeline (common/synthetic_input.py).
+SYNTHETIC_FLAG = '--synthetic_input=true'
 
 
 def gemm_peak_flops(dtype='float32', n=2048, repeats=20):
@@ -93,7 +95,7 @@ def run_case(case, data_path, precision_mode, synthetic, steps, work_dir):
             '--batch_size=%d' % case.batch_size, '--precision_mode=%s' % precision_mode,
             '--ckpt_path=%s' % ckpt] + list(case.extra_args)
     if synthetic:
-        args.append(case.synthetic_flag)
+        args.append(SYNTHETIC_FLAG)
     outcome = run_measured(args, case.label)
     output_dir = os.path.join(REPO_ROOT, case.folder, 'test', 'output',
                               os.environ.get('ASCEND_DEVICE_ID', '0'))
@@ -235,6 +237,17 @@ def tools_markdown(tool_rows):
     return '\n'.join(lines) + '\n'
 
 
+def write_results(out_dir, name, table, results):
+    """``<out_dir>/<name>.md`` (the table) and ``<name>.json``, each renamed
+    into place when complete; prints the table."""
+    os.makedirs(out_dir, exist_ok=True)
+    with atomic_write(os.path.join(out_dir, name + '.json')) as f:
+        json.dump(results, f, indent=1)
+    with atomic_write(os.path.join(out_dir, name + '.md')) as f:
+        f.write(table)
+    print(table)
+
+
 def add_pipeline_ratios(rows):
     """Pipeline rows get images/s as a fraction of the same case on synthetic input."""
     synthetic = {(r['model'], r['precision_mode']): r['images_per_s'] for r in rows
@@ -252,18 +265,18 @@ def add_pipeline_ratios(rows):
 CASES = [
     Case(model='gitloss', folder='Gitloss_ID1277', make_data=demo_data('ci.synthetic.mnist'),
          label='Gitloss', batch_size=128, train_flops_per_image=gitloss_train_flops(),
-         extra_args=[], synthetic_flag=None, quick_steps=60, full_steps=300),
+         extra_args=[], quick_steps=60, full_steps=300),
     Case(model='face_resnet50', folder='Face-ResNet50_ID1372', make_data=cacd_cache_data,
          label='Face-ResNet50 224', batch_size=32, train_flops_per_image=3 * 2 * 4.1e9,
-         extra_args=[], synthetic_flag=None, quick_steps=3, full_steps=8),
+         extra_args=[], quick_steps=3, full_steps=8),
     Case(model='insightface50', folder='InsightFace_TF', make_data=demo_data(
         'ci.synthetic.insightface'), label='InsightFace r50 112', batch_size=32,
-         train_flops_per_image=3 * 12.6e9, extra_args=['--net_depth=50'],
-         synthetic_flag='--synthetic_input=true', quick_steps=3, full_steps=12),
+         train_flops_per_image=3 * 12.6e9, extra_args=['--net_depth=50'], quick_steps=3,
+         full_steps=12),
     Case(model='insightface100', folder='InsightFace_TF', make_data=demo_data(
         'ci.synthetic.insightface'), label='InsightFace r100 112', batch_size=32,
-         train_flops_per_image=3 * 24.2e9, extra_args=['--net_depth=100'],
-         synthetic_flag='--synthetic_input=true', quick_steps=3, full_steps=12),
+         train_flops_per_image=3 * 24.2e9, extra_args=['--net_depth=100'], quick_steps=3,
+         full_steps=12),
 ]
 
 
@@ -302,7 +315,7 @@ def main(argv=None):
         case = case._replace(extra_args=list(case.extra_args) + extra)
         steps = case.quick_steps if args.quick else case.full_steps
         for precision in precisions:
-            for synthetic in ([False, True] if case.synthetic_flag else [False]):
+            for synthetic in (False, True):
                 # The GEMM peak is measured right before each case, so that the
                 # MFU compares two numbers taken under the same machine load.
                 peak = gemm_peak_flops('bfloat16' if precision == 'allow_mix_precision'
@@ -321,14 +334,9 @@ def main(argv=None):
     if 'conversion' in wanted:
         tool_rows.append(conversion_rate(TOOLS['conversion'][0 if args.quick else 1], work_dir))
         print('[bench] %s' % json.dumps(tool_rows[-1]))
-    results = {'machine': machine, 'quick': args.quick, 'rows': rows, 'tools': tool_rows}
-    os.makedirs(args.out_dir, exist_ok=True)
-    with atomic_write(os.path.join(args.out_dir, 'results.json')) as f:
-        json.dump(results, f, indent=1)
     table = markdown(rows, machine) + ('\n' + tools_markdown(tool_rows) if tool_rows else '')
-    with atomic_write(os.path.join(args.out_dir, 'results.md')) as f:
-        f.write(table)
-    print(table)
+    write_results(args.out_dir, 'results', table, {'machine': machine, 'quick': args.quick,
+                                                   'rows': rows, 'tools': tool_rows})
     return 0
 
 

@@ -97,15 +97,3 @@ def training_dataset(files, batch_size, image_size, buffer_size, shard=None,
     dataset = dataset.map(lambda images, labels: (normalise(images), labels))
     return dataset.prefetch(autotune)
 
-
-def synthetic_dataset(batch_size, image_size, num_classes, seed=0):
-    """One fixed random batch, repeated: the network's speed without any input
-    pipeline (benchmarks compare it with ``training_dataset``)."""
-    def random_batch(_):
-        images = tf.random_uniform([batch_size, image_size[0], image_size[1], 3],
-                                   -1.0, 1.0, seed=seed)
-        labels = tf.random_uniform([batch_size], 0, num_classes, dtype=tf.int64, seed=seed)
-        return images, labels
-    # Made inside the dataset (a one-shot iterator cannot capture random ops)
-    # and cached, so every step gets the same batch at no cost.
-    return tf.data.Dataset.range(1).map(random_batch).cache().repeat()

@@ -24,6 +24,16 @@ def test_bench_quick_gitloss_writes_table_and_json(tmp_path):
     assert row['ready_s'] > row['first_step_s'] > 0
     assert row['peak_rss_mb'] > 100
     assert row['command'].startswith('bash Gitloss_ID1277/test/train_performance_1p.sh ')
+    # Every precision is run on the data and on one random in-graph batch.
+    by_input = {(r['precision_mode'], r['input']): r for r in rows}
+    precisions = sorted({r['precision_mode'] for r in rows})
+    assert sorted(by_input) == sorted((p, i) for p in precisions
+                                      for i in ('pipeline', 'synthetic'))
+    for precision in precisions:
+        pipeline, synthetic = by_input[(precision, 'pipeline')], by_input[(precision, 'synthetic')]
+        assert synthetic['command'].endswith(' --synthetic_input=true')
+        assert pipeline['pipeline_vs_synthetic'] == pytest.approx(
+            pipeline['images_per_s'] / synthetic['images_per_s'])
     table = (tmp_path / 'results.md').read_text()
     assert '| Gitloss | must_keep_origin_dtype | pipeline | 128 | %.2f | %.0f |' % (
         row['images_per_s'], row['gemm_peak_gflops']) \

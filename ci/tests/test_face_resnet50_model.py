@@ -67,13 +67,16 @@ def test_batch_norm_training_and_inference_modes(resnet, tmp_path):
         train_net = resnet.resnet50(images, 3, training=True, bn_decay=0.75)
         with tf.variable_scope(tf.get_variable_scope(), reuse=True):
             eval_net = resnet.resnet50(images, 3, training=False)
-        conv1 = tf.get_default_graph().get_tensor_by_name('conv1/BiasAdd:0')
-        moving_mean = [v for v in tf.global_variables()
-                       if v.op.name == 'conv1/batch_norm/moving_mean'][0]
+        # conv1's output before its bias, which the batch norm folds in.
+        conv1 = tf.get_default_graph().get_tensor_by_name('conv1/Conv2D:0')
+        variables = {v.op.name: v for v in tf.global_variables()}
+        moving_mean = variables['conv1/batch_norm/moving_mean']
+        conv1_bias = rng.normal(0, 5, 64).astype(np.float32)
         updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
         saver = tf.train.Saver()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
+            variables['conv1/conv1_biases'].load(conv1_bias, sess)
             # Inference: an image's output does not depend on its batch.
             alone = sess.run(eval_net.logits, {images: batch[:1]})
             together = sess.run(eval_net.logits, {images: batch})
@@ -84,6 +87,7 @@ def test_batch_norm_training_and_inference_modes(resnet, tmp_path):
             assert np.abs(alone[0] - together[0]).max() > 1e-3
             # One update moves the moving mean a quarter of the way to the batch mean.
             conv1_out, _ = sess.run([conv1, updates], {images: batch})
+            conv1_out = conv1_out + conv1_bias
             np.testing.assert_allclose(sess.run(moving_mean),
                                        0.25 * conv1_out.mean(axis=(0, 1, 2)),
                                        rtol=1e-3, atol=1e-3)
@@ -93,6 +97,48 @@ def test_batch_norm_training_and_inference_modes(resnet, tmp_path):
     assert sum(1 for name in stored if name.endswith('/moving_variance')) == 53
     np.testing.assert_allclose(tf.train.load_variable(saved, 'conv1/batch_norm/moving_mean'),
                                0.25 * conv1_out.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-3)
+
+
+def test_folded_conv_bias_gives_the_numbers_of_adding_it(resnet):
+    """conv_bn folds the convolution's bias into the batch norm; the result is
+    that of the reference's order, bias added and then normalised."""
+    rng = np.random.RandomState(1)
+    batch = rng.normal(0, 50, (4, 14, 14, 3)).astype(np.float32)
+    with tf.Graph().as_default():
+        images = tf.placeholder(tf.float32, batch.shape)
+        conv, biases = resnet.conv_layer(images, 'conv', 3, 8, 2)
+        results = {}
+        for fold in (True, False):
+            scope = 'folded' if fold else 'added'
+            if fold:
+                train_out = resnet.batch_norm(conv, scope, True, 0.5, input_bias=biases)
+            else:
+                train_out = resnet.batch_norm(tf.nn.bias_add(conv, biases), scope, True, 0.5)
+            with tf.variable_scope(tf.get_variable_scope(), reuse=True):
+                if fold:
+                    eval_out = resnet.batch_norm(conv, scope, False, input_bias=biases)
+                else:
+                    eval_out = resnet.batch_norm(tf.nn.bias_add(conv, biases), scope, False)
+            moving = [v for v in tf.global_variables() if v.op.name.startswith(scope + '/')
+                      and 'moving' in v.op.name]
+            results[scope] = (train_out, eval_out, moving,
+                              tf.gradients(tf.reduce_sum(train_out * train_out), biases)[0])
+        updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            biases.load(rng.normal(0, 20, 8).astype(np.float32), sess)
+            trained = sess.run({k: v[0] for k, v in results.items()}, {images: batch})
+            bias_gradients = sess.run({k: v[3] for k, v in results.items()}, {images: batch})
+            sess.run(updates, {images: batch})
+            moved = sess.run({k: v[2] for k, v in results.items()})
+            evaluated = sess.run({k: v[1] for k, v in results.items()}, {images: batch})
+    np.testing.assert_allclose(trained['folded'], trained['added'], rtol=1e-4, atol=1e-4)
+    for folded, added in zip(moved['folded'], moved['added']):
+        np.testing.assert_allclose(folded, added, rtol=1e-5, atol=1e-4)
+    assert np.abs(moved['added'][0]).max() > 5   # the bias is in the moving mean
+    np.testing.assert_allclose(evaluated['folded'], evaluated['added'], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(bias_gradients['folded'], np.zeros(8, np.float32))
+    assert np.abs(bias_gradients['added']).max() < 1e-2 * np.abs(trained['added']).sum()
 
 
 def test_reference_weights_round_trip(resnet, tmp_path):

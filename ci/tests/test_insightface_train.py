@@ -229,15 +229,3 @@ def test_a_diverging_run_stops_and_keeps_the_last_checkpoint(resumed_perf_run, w
     assert reader.get_tensor('global_step') == 20
     assert np.isfinite(reader.get_tensor('resnet_v1_50/conv1/W_conv2d')).all()
 
-
-def test_synthetic_input_repeats_one_batch_of_the_right_shape():
-    train_dataset = import_model_module('InsightFace_TF', 'data.train_dataset')
-    with tf.Graph().as_default():
-        dataset = train_dataset.synthetic_dataset(4, [112, 112], CLASSES)
-        batch = tf.data.make_one_shot_iterator(dataset).get_next()
-        with tf.Session() as sess:
-            (images, labels), (again, _) = sess.run(batch), sess.run(batch)
-    assert images.shape == (4, 112, 112, 3) and images.dtype == np.float32
-    assert -1 <= images.min() < images.max() <= 1
-    assert labels.shape == (4,) and 0 <= labels.min() and labels.max() < CLASSES
-    np.testing.assert_array_equal(images, again)
