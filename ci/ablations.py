@@ -8,7 +8,7 @@ turn, ``--repeats`` rounds of ``--steps`` steps each, so both numbers see the
 same machine at the same moment; the table gives the median images/s of each
 and their ratio. Writes build/bench/ablations.md and ablations.json.
 
-    python ci/ablations.py                          # everything (about 15 minutes on 2 cores)
+    python ci/ablations.py                          # everything (20-25 minutes on 2 cores)
     python ci/ablations.py --only=fused_batch_norm --models=lresnet50
 """
 from __future__ import print_function
@@ -312,7 +312,8 @@ Ablation.__doc__ = """One design choice measured against its alternative.
 
 ours/other: (label, TimedStep keyword arguments). cases: (model, precision)
 pairs it is measured on. kept: whether the recipes do it "ours"'s way because
-it is faster (False: tried, and left out because it did not help).
+it is faster (False: tried, and left out because it did not help; None: a
+measurement only, no choice to make).
 """
 
 
@@ -333,6 +334,11 @@ ABLATIONS = [
              ('numpy batch + feed_dict every step (reference)', {'inputs': 'reference'}),
              True, [('gitloss', FP32), ('gitloss', MIXED), ('resnet50', MIXED),
                     ('lresnet50', MIXED)]),
+    Ablation('pipeline_cost', 'what the input pipeline costs the training step',
+             ('tf.data into the graph, prefetched', {'inputs': 'pipeline'}),
+             ('one random in-graph batch, no input work', {'inputs': 'synthetic'}),
+             None, [('gitloss', FP32), ('gitloss', MIXED), ('resnet50', FP32),
+                    ('resnet50', MIXED), ('lresnet50', MIXED)]),
     Ablation('bf16', 'the oneDNN bfloat16 graph rewrite',
              ('allow_mix_precision (bf16)', {'precision_mode': MIXED}),
              ('must_keep_origin_dtype (fp32)', {'precision_mode': FP32}),
@@ -389,7 +395,7 @@ def markdown(rows, machine):
         lines.append('| %s | %s | %s | %s | %.2f | %s | %.2f | %.2fx | %s |' % (
             r['ablation'], r['model'], r['precision_mode'], r['ours'],
             r['ours_images_per_s'], r['other'], r['other_images_per_s'], r['ratio'],
-            'yes' if r['kept'] else 'no (tried)'))
+            {True: 'yes', False: 'no (tried)', None: '-'}[r['kept']]))
     return '\n'.join(lines) + '\n'
 
 
