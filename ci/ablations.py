@@ -35,6 +35,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from ci.model_import import import_model_module  # noqa: E402
+from common.distribute import DataParallel, discover_cluster  # noqa: E402
 from common.npu_config import build_device_config, wrap_optimizer  # noqa: E402
 from common.synthetic_input import synthetic_dataset  # noqa: E402
 
@@ -135,11 +136,14 @@ reference's per-step Python work, whose batches are fed with feed_dict.
 """
 
 
-def minimize(optimizer, loss, device_config):
-    """The single-process step of common/distribute.py's DataParallel.minimize."""
-    optimizer = wrap_optimizer(optimizer, device_config)
-    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
-        return optimizer.minimize(loss, global_step=tf.train.get_or_create_global_step())
+def data_parallel_step(optimizer, model_fn, images, labels, device_config):
+    """The training op as TrainResNet.py and train_nets.py build it: the
+    optimizer with its loss scaling, through DataParallel.minimize in one
+    process (whatever TF_CONFIG or RANK_SIZE this shell has)."""
+    dp = DataParallel(device_config, discover_cluster({}))
+    train_op, _, _ = dp.minimize(wrap_optimizer(optimizer, device_config), model_fn,
+                                 (images, labels), tf.train.get_or_create_global_step())
+    return train_op
 
 
 def gitloss_train_op(images, labels, device_config):
@@ -170,18 +174,21 @@ def next_batch(images, labels, batch_size, seed=0):
 
 def resnet50_train_op(images, labels, device_config):
     train_resnet = model_module('Face-ResNet50_ID1372', 'TrainResNet')
-    loss = train_resnet.summed_cross_entropy(images, labels, 4, train_resnet.ResNet.BN_DECAY)
-    return minimize(tf.train.MomentumOptimizer(1e-6, train_resnet.MOMENTUM), loss,
-                    device_config)
+
+    def model_fn(inputs):
+        return train_resnet.summed_cross_entropy(inputs[0], inputs[1], 4,
+                                                 train_resnet.ResNet.BN_DECAY), {}
+    return data_parallel_step(tf.train.MomentumOptimizer(1e-6, train_resnet.MOMENTUM),
+                              model_fn, images, labels, device_config)
 
 
 def resnet50_pipeline(data):
     train_resnet = model_module('Face-ResNet50_ID1372', 'TrainResNet')
     cache, labels, indices = data['cacd']
-    steps = 1000000
+    more_steps_than_any_run = 10 ** 6
     return train_resnet.batch_dataset(
-        lambda: train_resnet.utils.training_batches(cache, labels, indices, 32, 0, steps),
-        32), None
+        lambda: train_resnet.utils.training_batches(cache, labels, indices, 32, 0,
+                                                    more_steps_than_any_run), 32), None
 
 
 def resnet50_reference_batches(data):
@@ -193,9 +200,9 @@ def resnet50_reference_batches(data):
 
 def lresnet50_train_op(images, labels, device_config):
     args = insightface().build_parser().parse_args(['--net_depth=50', '--num_output=8'])
-    loss, _ = insightface().make_model_fn(args)((images, labels))
-    return minimize(tf.train.MomentumOptimizer(args.lr_values[0], args.momentum), loss,
-                    device_config)
+    return data_parallel_step(tf.train.MomentumOptimizer(args.lr_values[0], args.momentum),
+                              insightface().make_model_fn(args), images, labels,
+                              device_config)
 
 
 def lresnet50_pipeline(data):
