@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.io_utils import InputError, atomic_path, require_dir, require_file  # noqa: E402
+from common.safe_pickle import restricted_unpickler  # noqa: E402
 
 IMAGE_SIZE = 224
 SOURCE_SIZE = 250
@@ -47,25 +48,17 @@ except ImportError:
     from numpy.core import multiarray as _np_multiarray
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, dicts, lists, strings and numbers, nothing else."""
-
-    _ARRAY_GLOBALS = {
-        ('numpy.core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
-        ('numpy._core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
-        ('numpy.core.multiarray', 'scalar'): _np_multiarray.scalar,
-        ('numpy._core.multiarray', 'scalar'): _np_multiarray.scalar,
-        ('numpy', 'ndarray'): np.ndarray,
-        ('numpy', 'dtype'): np.dtype,
-        # Python 3 writes bytes into protocol-2 pickles as encode(str, 'latin1').
-        ('_codecs', 'encode'): codecs.encode,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self._ARRAY_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError('refusing to load %s.%s' % (module, name))
+# Numpy arrays, dicts, lists, strings and numbers, nothing else.
+_NumpyOnlyUnpickler = restricted_unpickler({
+    ('numpy.core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
+    ('numpy._core.multiarray', '_reconstruct'): _np_multiarray._reconstruct,
+    ('numpy.core.multiarray', 'scalar'): _np_multiarray.scalar,
+    ('numpy._core.multiarray', 'scalar'): _np_multiarray.scalar,
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy', 'dtype'): np.dtype,
+    # Python 3 writes bytes into protocol-2 pickles as encode(str, 'latin1').
+    ('_codecs', 'encode'): codecs.encode,
+})
 
 
 def _read_npy_header(f, path, what):

@@ -12,7 +12,6 @@ latest checkpoint.
 from __future__ import print_function
 
 import argparse
-import math
 import os
 import sys
 
@@ -22,13 +21,14 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from common.io_utils import run_main  # noqa: E402
 from common.modelzoo_summary import write_run_result  # noqa: E402
+from common.npu_config import build_device_config  # noqa: E402
+from common.run_control import check_finite_loss, due, preflight_outputs  # noqa: E402
 from gitloss_data import load_mnist  # noqa: E402
 from gitloss_eval import (PLOT_SAMPLES, RESULTS_FILE, class_distances, evaluate,  # noqa: E402
                           log_line, plot_clusters, read_results_rows, results_row,
                           write_results_rows)
-from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
-                           check_flags, check_output_folder, report_nonfinite_loss,
-                           resume_training, save_checkpoint)
+from gitloss_setup import (TrainingProgress, add_gitloss_flags, check_flags,  # noqa: E402
+                           graph_from_flags, resume_training, save_checkpoint)
 
 
 def parse_args(argv):
@@ -38,7 +38,9 @@ def parse_args(argv):
                         help='folder for loss+perf_gpu.txt and the Cluster-Results plots')
     args = parser.parse_args(argv)
     check_flags(args)
-    check_output_folder(args.exp_save_dir, '--exp_save_dir')
+    preflight_outputs(folders=[('--ckpt_path', args.ckpt_path),
+                               ('--exp_save_dir', args.exp_save_dir)],
+                      files=[('--result_json', args.result_json)])
     return args
 
 
@@ -48,19 +50,21 @@ def main(argv=None):
     print('[gitloss] %s: %d training, %d validation, %d test images'
           % (args.data_path, len(splits.train_labels), len(splits.valid_labels),
              len(splits.test_labels)))
-    device_config, graph, saver = build_run(args, splits.train_images)
+    tf.disable_v2_behavior()
+    device_config = build_device_config(args.device, args.precision_mode)
+    tf_graph, graph, saver = graph_from_flags(args, splits.train_images, device_config)
     results_path = os.path.join(args.exp_save_dir, RESULTS_FILE)
 
-    with tf.Session(config=device_config.session_config) as sess:
-        start_step = resume_training(sess, graph, saver, splits, args)
+    with tf.Session(graph=tf_graph, config=device_config.session_config) as sess:
+        start_step = resume_training(sess, graph, saver, splits, args.ckpt_path,
+                                     args.steps).start_step
         rows = read_results_rows(results_path, start_step)
         progress = TrainingProgress(args.batch_size, args.steps - start_step)
         valid_acc = None
         for step in range(start_step + 1, args.steps + 1):
             train_loss, train_acc = progress.train_step(sess, graph)
-            if not math.isfinite(train_loss):
-                return report_nonfinite_loss(train_loss, step, args.ckpt_path)
-            if step % args.update_centers and step != args.steps:
+            check_finite_loss(train_loss, step, args.ckpt_path)
+            if not due(step, args.update_centers, args.steps):
                 continue
             step_time = progress.interval_step_time()
             valid_loss, valid_acc, _ = evaluate(sess, graph, splits.valid_images,

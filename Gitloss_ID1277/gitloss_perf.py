@@ -11,7 +11,6 @@ ModelZoo summary gets a real accuracy.
 from __future__ import print_function
 
 import argparse
-import math
 import os
 import sys
 
@@ -21,11 +20,12 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from common.io_utils import run_main  # noqa: E402
 from common.modelzoo_summary import write_run_result  # noqa: E402
+from common.npu_config import build_device_config  # noqa: E402
+from common.run_control import check_finite_loss, due, preflight_outputs  # noqa: E402
 from gitloss_data import load_mnist  # noqa: E402
 from gitloss_eval import evaluate  # noqa: E402
-from gitloss_setup import (TrainingProgress, add_gitloss_flags, build_run,  # noqa: E402
-                           check_flags, report_nonfinite_loss, resume_training,
-                           save_checkpoint)
+from gitloss_setup import (TrainingProgress, add_gitloss_flags, check_flags,  # noqa: E402
+                           graph_from_flags, resume_training, save_checkpoint)
 
 PROGRESS_LINE = 'Step: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} , train_time: {:.4f}'
 
@@ -35,6 +35,8 @@ def parse_args(argv):
     add_gitloss_flags(parser, steps_help='total training steps (a resumed run stops there too)')
     args = parser.parse_args(argv)
     check_flags(args)
+    preflight_outputs(folders=[('--ckpt_path', args.ckpt_path)],
+                      files=[('--result_json', args.result_json)])
     return args
 
 
@@ -43,16 +45,18 @@ def main(argv=None):
     splits = load_mnist(args.data_path, args.validation_size)
     print('[gitloss_perf] %s: %d training, %d validation images'
           % (args.data_path, len(splits.train_labels), len(splits.valid_labels)))
-    device_config, graph, saver = build_run(args, splits.train_images)
+    tf.disable_v2_behavior()
+    device_config = build_device_config(args.device, args.precision_mode)
+    tf_graph, graph, saver = graph_from_flags(args, splits.train_images, device_config)
 
-    with tf.Session(config=device_config.session_config) as sess:
-        start_step = resume_training(sess, graph, saver, splits, args)
+    with tf.Session(graph=tf_graph, config=device_config.session_config) as sess:
+        start_step = resume_training(sess, graph, saver, splits, args.ckpt_path,
+                                     args.steps).start_step
         progress = TrainingProgress(args.batch_size, args.steps - start_step)
         for step in range(start_step + 1, args.steps + 1):
             train_loss, train_acc = progress.train_step(sess, graph)
-            if not math.isfinite(train_loss):
-                return report_nonfinite_loss(train_loss, step, args.ckpt_path)
-            if step % args.update_centers == 0 or step == args.steps:
+            check_finite_loss(train_loss, step, args.ckpt_path)
+            if due(step, args.update_centers, args.steps):
                 print(PROGRESS_LINE.format(step, train_loss, train_acc,
                                            progress.interval_step_time()))
                 sys.stdout.flush()

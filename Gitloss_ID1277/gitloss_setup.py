@@ -3,13 +3,13 @@ from __future__ import print_function
 
 import collections
 import os
-import sys
 
 import tensorflow.compat.v1 as tf
 
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
-from common.npu_config import add_device_flags, build_device_config, wrap_optimizer
+from common.npu_config import add_device_flags, wrap_optimizer
+from common.run_control import plan_run, restore_checkpoint
 from common.synthetic_input import (SYNTHETIC_INPUT_LINE, add_synthetic_input_flag,
                                     synthetic_dataset)
 from gitloss_data import pixel_mean, training_batches
@@ -72,34 +72,36 @@ def check_flags(args):
         value = getattr(args, name)
         if not 0 <= value < float('inf'):
             raise InputError('--%s' % name, 'must be a non-negative number, got %r' % value)
-    check_output_folder(args.ckpt_path, '--ckpt_path')
 
 
-def check_output_folder(path, flag):
-    """An output folder may be missing (it is created) but must not be a file."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(path, '%s must be a folder, but this is a file' % flag)
+LossConfig = collections.namedtuple('LossConfig', 'lambda_c lambda_g git_loss learning_rate')
+LossConfig.__doc__ = """The loss weights, the git-term form and Adam's rate."""
+
+
+def loss_config(args):
+    return LossConfig(args.lambda_c, args.lambda_g, args.git_loss, args.learning_rate)
 
 
 TrainingStep = collections.namedtuple('TrainingStep', [
     'train_op', 'loss', 'accuracy', 'global_step', 'centers'])
 
 
-def training_step(batch_images, batch_labels, mean_image, args, device_config):
+def training_step(batch_images, batch_labels, mean_image, config, device_config):
     """Network, losses, one Adam step and the center update on one batch.
 
-    ``batch_images``: uint8 (N, 28, 28, 1); ``batch_labels``: int64 (N,).
+    ``batch_images``: uint8 (N, 28, 28, 1); ``batch_labels``: int64 (N,);
+    ``config``: a LossConfig.
     """
     global_step = tf.get_variable('global_step', [], tf.int32, tf.zeros_initializer(),
                                   trainable=False)
     logits, features = gitloss_network(preprocess(batch_images, mean_image))
     with tf.variable_scope('loss'):
         centers = get_centers(NUM_CLASSES, FEATURE_DIM)
-    terms = gitloss_losses(logits, features, batch_labels, centers, args.lambda_c,
-                           args.lambda_g, args.git_loss)
+    terms = gitloss_losses(logits, features, batch_labels, centers, config.lambda_c,
+                           config.lambda_g, config.git_loss)
     accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), batch_labels),
                                       tf.float32))
-    optimizer = wrap_optimizer(tf.train.AdamOptimizer(args.learning_rate), device_config)
+    optimizer = wrap_optimizer(tf.train.AdamOptimizer(config.learning_rate), device_config)
     minimize = optimizer.minimize(terms.total, global_step=global_step)
     # The update runs after the step so both see the centers the loss gathered.
     with tf.control_dependencies([minimize]):
@@ -107,25 +109,26 @@ def training_step(batch_images, batch_labels, mean_image, args, device_config):
     return TrainingStep(train_op, terms.total, accuracy, global_step, centers)
 
 
-def build_training_graph(mean_image, args, device_config):
+def build_training_graph(mean_image, config, batch_size, seed, synthetic_input, device_config):
     """The whole graph: input pipeline, network, losses, Adam step + center update.
 
-    ``mean_image``: the per-pixel training mean (28, 28, 1) that inputs are centered by.
+    ``mean_image``: the per-pixel training mean (28, 28, 1) that inputs are
+    centered by; ``config``: a LossConfig; ``seed``: of the data order and the
+    initial weights; ``synthetic_input``: one random batch instead of the data.
     """
-    tf.set_random_seed(args.seed)
+    tf.set_random_seed(seed)
     images_source = tf.placeholder(tf.uint8, [None, 28, 28, 1], name='train_images')
     labels_source = tf.placeholder(tf.int64, [None], name='train_labels')
     start_step = tf.placeholder(tf.int64, [], name='start_step')
-    if args.synthetic_input:
+    if synthetic_input:
         # The sources are still fed at iterator_init; this dataset ignores them.
         print(SYNTHETIC_INPUT_LINE)
-        batches = synthetic_dataset([args.batch_size, 28, 28, 1], NUM_CLASSES, tf.uint8,
-                                    (0, 256), seed=args.seed)
+        batches = synthetic_dataset([batch_size, 28, 28, 1], NUM_CLASSES, tf.uint8,
+                                    (0, 256), seed=seed)
     else:
-        batches = training_batches(images_source, labels_source, args.batch_size,
-                                   start_step, args.seed)
+        batches = training_batches(images_source, labels_source, batch_size, start_step, seed)
     iterator = tf.data.make_initializable_iterator(batches)
-    step = training_step(*iterator.get_next(), mean_image=mean_image, args=args,
+    step = training_step(*iterator.get_next(), mean_image=mean_image, config=config,
                          device_config=device_config)
     centers = step.centers
 
@@ -134,7 +137,7 @@ def build_training_graph(mean_image, args, device_config):
     eval_logits, eval_features = gitloss_network(preprocess(eval_images, mean_image),
                                                  reuse=True)
     eval_terms = gitloss_losses(eval_logits, eval_features, eval_labels, centers,
-                                args.lambda_c, args.lambda_g, args.git_loss)
+                                config.lambda_c, config.lambda_g, config.git_loss)
     eval_correct = tf.cast(tf.equal(tf.argmax(eval_logits, 1), eval_labels), tf.float32)
     return TrainGraph(images_source, labels_source, start_step, iterator.initializer,
                       step.train_op, step.loss, step.accuracy, step.global_step, centers,
@@ -142,51 +145,35 @@ def build_training_graph(mean_image, args, device_config):
                       eval_features)
 
 
-def build_run(args, train_images):
-    """Device config, the training graph (in a fresh default graph) and its Saver."""
-    device_config = build_device_config(args.device, args.precision_mode)
-    tf.disable_v2_behavior()
-    tf.reset_default_graph()
-    graph = build_training_graph(pixel_mean(train_images), args, device_config)
-    return device_config, graph, tf.train.Saver(max_to_keep=5)
+def graph_from_flags(args, train_images, device_config):
+    """A fresh tf.Graph holding the TrainGraph the flags describe, and its Saver."""
+    tf_graph = tf.Graph()
+    with tf_graph.as_default():
+        graph = build_training_graph(pixel_mean(train_images), loss_config(args),
+                                     args.batch_size, args.seed, args.synthetic_input,
+                                     device_config)
+        saver = tf.train.Saver(max_to_keep=5)
+    return tf_graph, graph, saver
 
 
-def restore_or_initialize(sess, saver, ckpt_path, global_step):
-    """Restores the latest checkpoint in ckpt_path if any; returns the step to start at."""
-    latest = tf.train.latest_checkpoint(ckpt_path) if os.path.isdir(ckpt_path) else None
-    if latest is None:
+def resume_training(sess, graph, saver, splits, ckpt_path, steps):
+    """Restores the latest checkpoint in ``ckpt_path`` (or initialises) and
+    starts the input pipeline there; returns the RunPlan.
+
+    ``graph``: a TrainGraph; ``steps``: the global step training ends at. An
+    InputError when the checkpoint has already reached it.
+    """
+    plan = plan_run(ckpt_path, steps, '--steps')
+    if plan.checkpoint is None:
         sess.run(tf.global_variables_initializer())
         print('[gitloss] no checkpoint in %s: training from scratch' % ckpt_path)
-        return 0
-    try:
-        saver.restore(sess, latest)
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        raise InputError(latest, 'checkpoint does not match this model (%s)'
-                         % str(e).splitlines()[0])
-    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-        # A truncated or damaged data file (e.g. copied while it was written).
-        raise InputError(latest, 'checkpoint is damaged or truncated (%s)'
-                         % str(e).splitlines()[0])
-    step = int(sess.run(global_step))
-    print('[gitloss] resumed from %s at step %d' % (latest, step))
-    return step
-
-
-def resume_training(sess, graph, saver, splits, args):
-    """Restores or initialises the variables and starts the input pipeline there.
-
-    Returns the step to start at; an InputError when the checkpoint in
-    --ckpt_path has already reached --steps.
-    """
-    start_step = restore_or_initialize(sess, saver, args.ckpt_path, graph.global_step)
-    if start_step >= args.steps:
-        raise InputError(args.ckpt_path, 'the checkpoint is already at step %d and --steps '
-                                         'is %d: nothing to train (raise --steps or use '
-                                         'another --ckpt_path)' % (start_step, args.steps))
+    else:
+        restore_checkpoint(sess, saver, plan.checkpoint, 'use another --ckpt_path')
+        print('[gitloss] resumed from %s at step %d' % (plan.checkpoint, plan.start_step))
     sess.run(graph.iterator_init, feed_dict={graph.images_source: splits.train_images,
                                              graph.labels_source: splits.train_labels,
-                                             graph.start_step: start_step})
-    return start_step
+                                             graph.start_step: plan.start_step})
+    return plan
 
 
 def save_checkpoint(sess, saver, ckpt_path, step):
@@ -225,12 +212,3 @@ class TrainingProgress(object):
         seconds = self._interval_seconds / max(self._interval_steps, 1)
         self._interval_seconds, self._interval_steps = 0.0, 0
         return seconds
-
-
-def report_nonfinite_loss(loss, step, ckpt_path):
-    """One line saying training diverged and which checkpoint is the last good one."""
-    latest = tf.train.latest_checkpoint(ckpt_path) if os.path.isdir(ckpt_path) else None
-    sys.stdout.flush()
-    print('[Error] training loss is %s at step %d: stopped; last good checkpoint: %s'
-          % (loss, step, latest or 'none (no checkpoint was saved)'), file=sys.stderr)
-    return 1

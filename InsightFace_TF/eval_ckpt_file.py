@@ -17,6 +17,7 @@ import sys
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from common.flags import name_list  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
 from common.npu_config import add_device_flags, build_device_config  # noqa: E402
 
@@ -52,10 +53,10 @@ def parse_args(argv):
     inference.check_network_flags(args)
     if args.batch_size < 1:
         raise InputError(None, '--batch_size must be at least 1, got %d' % args.batch_size)
-    args.eval_datasets = [v.strip() for v in args.eval_datasets.split(',') if v.strip()]
+    args.eval_datasets = name_list(args.eval_datasets)
     if not args.eval_datasets:
         raise InputError(None, '--eval_datasets names no set')
-    suffixes = [v.strip() for v in args.ckpt_index_list.split(',') if v.strip()]
+    suffixes = name_list(args.ckpt_index_list)
     args.checkpoints = [inference.resolve_checkpoint(args.ckpt_file + s)
                         for s in (suffixes or [''])]
     return args
@@ -79,7 +80,7 @@ def main(argv=None):
         os.path.join(args.eval_db_path, name + '.bin'), tuple(args.image_size)))
         for name in args.eval_datasets]
     device_config = build_device_config(args.device, args.precision_mode)
-    images, embedding = inference.build_embedding_graph(args)
+    images, embedding = inference.build_embedding_graph(inference.network_spec(args))
     results = {}
     with tf.Session(config=device_config.session_config) as sess:
         for checkpoint in args.checkpoints:

@@ -41,10 +41,12 @@ def parse_args(argv):
     return args
 
 
-def export(checkpoint, args, pb_path, saved_model_dir):
+def export(checkpoint, network, pb_path, saved_model_dir):
+    """Writes ``checkpoint`` of ``network`` (a NetworkSpec) as a frozen .pb
+    and a SavedModel, each under a temporary name first."""
     graph = tf.Graph()
     with graph.as_default():
-        images, embedding = inference.build_embedding_graph(args)
+        images, embedding = inference.build_embedding_graph(network)
         embeddings = tf.nn.l2_normalize(embedding, axis=1, epsilon=1e-10, name=OUTPUT_NAME)
         with tf.Session() as sess:
             inference.restore_network(sess, checkpoint)
@@ -81,7 +83,7 @@ def main(argv=None):
             raise InputError(path, 'already exists; pass --overwrite to replace it')
     if not os.path.isdir(args.output_dir):
         os.makedirs(args.output_dir)
-    export(args.checkpoint, args, pb_path, saved_model_dir)
+    export(args.checkpoint, inference.network_spec(args), pb_path, saved_model_dir)
     print('Exported %s to %s and %s (input %s, output %s)'
           % (args.checkpoint, pb_path, saved_model_dir, inference.INPUT_NAME, OUTPUT_NAME))
     return 0

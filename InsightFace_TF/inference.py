@@ -7,24 +7,21 @@ verification protocol and the exported models L2-normalise it.
 """
 from __future__ import print_function
 
-import argparse
+import collections
 import os
 
 import tensorflow.compat.v1 as tf
 
+from common.flags import int_list
 from common.io_utils import InputError
 
 import nets
 
 INPUT_NAME = 'img_inputs'
 
-
-def int_list(text):
-    """argparse type for '112,112' style values."""
-    try:
-        return [int(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated integers, got %r' % text)
+NetworkSpec = collections.namedtuple('NetworkSpec', 'net_name net_depth unit_type image_size')
+NetworkSpec.__doc__ = """Which embedding network: its file (nets.NETWORKS), depth,
+unit type ('ir' or 'se_ir') and input (height, width)."""
 
 
 def add_network_flags(parser, default_depth):
@@ -46,11 +43,18 @@ def check_network_flags(args):
                          % args.image_size)
 
 
-def build_embedding_graph(args):
-    """Placeholder and embedding tensor of the network the flags describe."""
-    images = tf.placeholder(tf.float32, [None] + list(args.image_size) + [3], name=INPUT_NAME)
-    embedding = nets.build_embedding(args.net_name, images, args.net_depth,
-                                     unit_type=args.unit_type, training=False, keep_rate=1.0)
+def network_spec(args):
+    """The NetworkSpec that the network flags describe."""
+    return NetworkSpec(args.net_name, args.net_depth, args.unit_type, list(args.image_size))
+
+
+def build_embedding_graph(network):
+    """Placeholder and embedding tensor of ``network`` (a NetworkSpec)."""
+    images = tf.placeholder(tf.float32, [None] + list(network.image_size) + [3],
+                            name=INPUT_NAME)
+    embedding = nets.build_embedding(network.net_name, images, network.net_depth,
+                                     unit_type=network.unit_type, training=False,
+                                     keep_rate=1.0)
     return images, embedding
 
 

@@ -12,44 +12,32 @@ batch across the devices of one machine.
 from __future__ import print_function
 
 import argparse
+import collections
 import os
-import re
 import sys
 import time
 
-import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel  # noqa: E402
+from common.flags import float_list, int_list, name_list, str2bool  # noqa: E402
 from common.io_utils import InputError, TrainingError, run_main  # noqa: E402
 from common.modelzoo_summary import (  # noqa: E402
     ThroughputMeter, print_run_footprint, write_run_result)
-from common.npu_config import add_device_flags, build_device_config, wrap_optimizer  # noqa: E402
-from common.synthetic_input import (  # noqa: E402
-    SYNTHETIC_INPUT_LINE, add_synthetic_input_flag, str2bool, synthetic_dataset)
+from common.npu_config import add_device_flags, build_device_config  # noqa: E402
+from common.run_control import (  # noqa: E402
+    check_finite_loss, due, plan_run, preflight_outputs, restore_checkpoint, tf_reason)
+from common.synthetic_input import add_synthetic_input_flag  # noqa: E402
 
 import inference  # noqa: E402
-import nets  # noqa: E402
+import train_graph  # noqa: E402
 import verification  # noqa: E402
 from data import eval_data_reader, train_dataset  # noqa: E402
 from losses import face_losses  # noqa: E402
 
-tf.disable_v2_behavior()
-
 LR_VALUES = (0.001, 0.0005, 0.0003, 0.0001)  # the reference's piecewise-constant rates
 BEST_CHECKPOINTS_FILE = 'best_checkpoint'  # index of the best-accuracy checkpoints
-
-
-def float_list(text):
-    try:
-        return [float(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
-
-
-def name_list(text):
-    return [v.strip() for v in text.split(',') if v.strip()]
 
 
 def build_parser(description=__doc__.split('\n')[0]):
@@ -58,7 +46,7 @@ def build_parser(description=__doc__.split('\n')[0]):
     inference.add_network_flags(parser, default_depth=100)
     parser.add_argument('--epoch', type=int, default=200, help='epochs to train')
     parser.add_argument('--batch_size', type=int, default=32)
-    parser.add_argument('--lr_steps', type=inference.int_list, default=[40000, 60000, 80000],
+    parser.add_argument('--lr_steps', type=int_list, default=[40000, 60000, 80000],
                         help='learning-rate boundaries, as the reference (see README)')
     parser.add_argument('--lr_values', type=float_list, default=list(LR_VALUES),
                         help='learning rates before, between and after the --lr_steps')
@@ -131,17 +119,6 @@ def check_args(args):
     return args
 
 
-def lr_boundaries(lr_steps, batch_size):
-    """Iterations at which the rate drops: the reference's effective schedule.
-
-    The reference scales the boundaries by int(512 / batch_size) but advances
-    its step counter twice per iteration, so the drops really happen at half
-    that many iterations (320k, 480k, 640k at batch 32). One counter here,
-    the same iterations.
-    """
-    return [int(512.0 / batch_size) * step // 2 for step in lr_steps]
-
-
 def load_eval_sets(names, folder, image_size):
     sets = []
     for name in names:
@@ -151,57 +128,18 @@ def load_eval_sets(names, folder, image_size):
     return sets
 
 
-def make_model_fn(args):
-    """The per-replica forward pass and losses, for DataParallel.minimize."""
-    def model_fn(inputs):
-        images, labels = inputs
-        embedding = nets.build_embedding(args.net_name, images, args.net_depth,
-                                         unit_type=args.unit_type, training=True,
-                                         keep_rate=args.keep_prob)
-        logits = face_losses.get_logits(
-            args.loss_type, embedding, labels, args.num_output, s=args.margin_s,
-            m=args.margin_m, margin_a=args.margin_a, margin_b=args.margin_b)
-        inference_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            logits=logits, labels=labels))
-        decayed = nets.regularized_variables(tf.trainable_variables())
-        wd_loss = args.weight_deacy * tf.add_n([tf.nn.l2_loss(v) for v in decayed])
-        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=1), labels),
-                                          tf.float32))
-        return inference_loss + wd_loss, {'inference_loss': inference_loss,
-                                          'wd_loss': wd_loss, 'accuracy': accuracy}
-    return model_fn
-
-
-TF_ERROR_BANNERS = re.compile(r'^(Graph execution error|Detected at node|Node:|Original stack '
-                              r'trace|Errors may have originated|Input Source operations|'
-                              r'\d+ root error\(s\) found|Restoring from checkpoint failed)')
-
-
-def tf_reason(error):
-    """The line of a TensorFlow error that says what went wrong: not a banner,
-    a node listing or a traceback line (TF 1.15 and 2.x word these apart);
-    of several root errors, the first, without its '(0) INVALID_ARGUMENT:'."""
-    for line in error.message.splitlines():
-        if line[:1].isspace() and not re.match(r'^\s+\(\d+\) ', line):
-            continue
-        line = re.sub(r'^\(\d+\) [A-Za-z_ ]+:\s*', '', line.strip())
-        if line and not TF_ERROR_BANNERS.match(line):
-            return line
-    return error.message.strip()
-
-
-def step_error(error, step, args):
+def step_error(error, step, tfrecords_path, num_output):
     """The one-line error for a failed training step: InputError when the
     input pipeline could not read the TFRecords or a label does not fit
     --num_output, TrainingError otherwise."""
     reason = tf_reason(error)
     if 'IteratorGetNext' in error.message:
-        return InputError(args.tfrecords_file_path, 'the training data cannot be read at step %d '
+        return InputError(tfrecords_path, 'the training data cannot be read at step %d '
                           '(%s); check --image_size and the TFRecords (data/mx2tfrecords.py '
                           'makes them)' % (step, reason))
     if 'label value' in reason:
-        return InputError(args.tfrecords_file_path, 'holds labels that --num_output=%d does not '
-                          'cover (%s)' % (args.num_output, reason.split('.  ')[0]))
+        return InputError(tfrecords_path, 'holds labels that --num_output=%d does not '
+                          'cover (%s)' % (num_output, reason.split('.  ')[0]))
     return TrainingError('step %d failed: %s' % (step, reason))
 
 
@@ -213,9 +151,12 @@ def append_validation_history(path, history):
         f.write(','.join(str(acc) for acc in history.values()) + '\n')
 
 
-def train(args, dp, device_config):
-    """Everything after the flags: data -> graph -> session loop -> summary."""
-    # ---- data
+TrainData = collections.namedtuple(
+    'TrainData', 'files images_in_files images_per_step steps_per_epoch total_steps')
+
+
+def plan_data(args, dp):
+    """The TFRecord files, the epoch length and the step training ends at."""
     if args.synthetic_input:
         files, images_in_files = [], 0
     else:
@@ -227,177 +168,167 @@ def train(args, dp, device_config):
                          'needs (%d)' % (images_in_files, images_per_step))
     steps_per_epoch = max(1, images_in_files // images_per_step)
     total_steps = args.max_steps or args.epoch * steps_per_epoch
-    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
     print('%d images in %d TFRecord file(s): %d steps per epoch of %d images; training '
           'to step %d' % (images_in_files, len(files), steps_per_epoch, images_per_step,
                           total_steps))
     if dp.num_workers > 1:
         print('Worker %d of %d: global batch of %d images, %d on each worker'
               % (dp.cluster.worker_index, dp.num_workers, images_per_step, args.batch_size))
+    return TrainData(files, images_in_files, images_per_step, steps_per_epoch, total_steps)
 
-    ckpt = tf.train.latest_checkpoint(args.ckpt_path) if os.path.isdir(args.ckpt_path) else None
-    try:
-        start_step = int(tf.train.load_variable(ckpt, 'global_step')) if ckpt else 0
-    except (tf.errors.OpError, ValueError) as e:
-        raise InputError(ckpt, 'checkpoint has no readable global_step (%s); use another '
-                               '--ckpt_path' % str(e).splitlines()[0])
-    if start_step >= total_steps:
-        raise InputError(ckpt, 'training is already complete (step %d of %d); raise '
-                               '--max_steps/--epoch or use another --ckpt_path'
-                         % (start_step, total_steps))
 
-    if args.result_json and total_steps - start_step < 2:
-        raise InputError(None, 'this run would train %d step(s); FPS needs at least 2 '
-                               '(the first compiles the graph)' % (total_steps - start_step))
+class TrainingLoop(object):
+    """The reference's loop: its log line every --show_info_interval steps,
+    summaries, checkpoints, verification with the best-accuracy checkpoints
+    and the validation history log."""
 
-    # ---- graph
+    def __init__(self, args, dp, ops, data, eval_sets, plan):
+        self.args, self.dp, self.ops, self.data = args, dp, ops, data
+        self.eval_sets, self.plan = eval_sets, plan
+        self.meter = ThroughputMeter(warmup=1)
+        self.logged_losses = []
+        self.history = {}
+        self.best_accuracy = self.accuracy = self.last_values = None
+        self.last_saved = plan.checkpoint
+        self.interval_images, self.interval_seconds = 0, 0.0
+        self.log_file = os.path.join(args.log_file_path, 'train' + time.strftime(
+            '_%Y-%m-%d-%H-%M', time.localtime()) + '.log')
+        self.fetches = dict(ops.metrics, train=ops.train_op, total_loss=ops.total_loss)
+
+    def run(self, sess, writer):
+        for step in range(self.plan.start_step + 1, self.plan.stop_step + 1):
+            values = self.train_step(sess, step)
+            if due(step, self.args.show_info_interval, self.plan.stop_step):
+                self.log(step, values)
+            if writer is not None and 'summary' in values:
+                writer.add_summary(values['summary'], step)
+            if self.dp.is_chief and due(step, self.args.ckpt_interval, self.plan.stop_step):
+                self.last_saved = self.save(sess, self.ops.saver, 'InsightFace_iter', step)
+                print('Saved checkpoint %s' % self.last_saved)
+            if self.eval_sets and due(step, self.args.validate_interval, self.plan.stop_step):
+                self.validate(sess, step)
+
+    def train_step(self, sess, step):
+        fetches = dict(self.fetches, summary=self.ops.summary_op) \
+            if step % self.args.summary_interval == 0 else self.fetches
+        self.meter.start()
+        try:
+            values = self.dp.run(sess, fetches)
+        except tf.errors.OpError as e:
+            raise step_error(e, step, self.args.tfrecords_file_path, self.args.num_output)
+        seconds = self.meter.stop(self.data.images_per_step)
+        check_finite_loss(values['total_loss'], step, self.args.ckpt_path, self.last_saved)
+        if step > self.plan.start_step + 1:  # the run's first step compiles the graph
+            self.interval_images += self.data.images_per_step
+            self.interval_seconds += seconds
+        self.last_values = values
+        return values
+
+    def log(self, step, values):
+        rate = self.interval_images / self.interval_seconds if self.interval_seconds else 0.0
+        print('epoch %d, total_step %d, total loss is %.2f , inference loss is %.2f, '
+              'weight deacy loss is %.2f, training accuracy is %.6f, time %.3f '
+              'samples/sec' % ((step - 1) // self.data.steps_per_epoch, step,
+                               values['total_loss'], values['inference_loss'],
+                               values['wd_loss'], values['accuracy'], rate))
+        sys.stdout.flush()
+        self.logged_losses.append(float(values['total_loss']))
+        self.interval_images, self.interval_seconds = 0, 0.0
+
+    def save(self, sess, saver, prefix, step, latest_filename=None):
+        path = os.path.join(self.args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
+        return saver.save(sess, path, latest_filename=latest_filename)
+
+    def validate(self, sess, step):
+        # Every worker evaluates: the embedding graph reads this worker's copy
+        # of the weights (no collective ops), and the workers reach the next
+        # training step together, so none waits out --step_timeout_s while
+        # the chief alone evaluates.
+        results = verification.ver_test(
+            [data for _, data in self.eval_sets], [name for name, _ in self.eval_sets], step,
+            sess, self.ops.embedding, self.args.batch_size, {}, self.ops.eval_images,
+            roc_dir=self.args.log_file_path if self.dp.is_chief else None)
+        self.accuracy = results[0]
+        print('test accuracy is: %s' % self.accuracy)
+        if not self.dp.is_chief:
+            return
+        self.history[step] = self.accuracy
+        append_validation_history(self.log_file, self.history)
+        if self.best_accuracy is None or max(results) > self.best_accuracy:
+            self.best_accuracy = max(results)
+            best = self.save(sess, self.ops.best_saver, 'InsightFace_iter_best', step,
+                             BEST_CHECKPOINTS_FILE)
+            print('best accuracy is %.5f, saved %s' % (self.best_accuracy, best))
+
+
+def start_session(sess, dp, ops, plan):
+    """Restores the checkpoint or initialises every worker alike."""
+    if plan.checkpoint:
+        restore_checkpoint(sess, ops.saver, plan.checkpoint,
+                           'check --net_name/--net_depth/--unit_type/--num_output/'
+                           '--image_size or use another --ckpt_path')
+        print('Resuming from %s at step %d' % (plan.checkpoint, plan.start_step))
+    else:
+        # tf.distribute: the initialisers copy worker 0's values to every
+        # worker (collective broadcast), so they run bounded as a step.
+        dp.run(sess, ops.init_op)
+    dp.broadcast(sess)
+
+
+def train(args, dp, device_config):
+    """Everything after the flags: plan -> graph -> session loop -> summary."""
+    data = plan_data(args, dp)
+    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
+    plan = plan_run(args.ckpt_path, data.total_steps, '--max_steps/--epoch',
+                    needs_fps=bool(args.result_json))
+
     graph = tf.get_default_graph()
+    network = inference.network_spec(args)
     with dp.scope():
-        global_step = tf.train.get_or_create_global_step()
-        if args.synthetic_input:
-            print(SYNTHETIC_INPUT_LINE)
-            # Normalised images, as training_dataset gives them.
-            dataset = synthetic_dataset([args.batch_size] + list(args.image_size) + [3],
-                                        args.num_output)
-        else:
-            dataset = train_dataset.training_dataset(
-                files, args.batch_size, args.image_size, args.buffer_size,
-                shard=(dp.num_workers, dp.cluster.worker_index))
-        inputs = tf.data.make_one_shot_iterator(dataset).get_next()
-        learning_rate = tf.train.piecewise_constant(
-            global_step, lr_boundaries(args.lr_steps, args.batch_size), args.lr_values,
-            name='lr_schedule')
-        optimizer = wrap_optimizer(tf.train.MomentumOptimizer(learning_rate, args.momentum),
-                                   device_config)
-        train_op, total_loss, metrics = dp.minimize(optimizer, make_model_fn(args), inputs,
-                                                    global_step)
-        with tf.variable_scope(tf.get_variable_scope(), reuse=True):
-            eval_images, embedding = inference.build_embedding_graph(args)
-        summaries = [tf.summary.scalar('total_loss', total_loss),
-                     tf.summary.scalar('learning_rate', learning_rate)]
-        summaries += [tf.summary.scalar(name, value) for name, value in metrics.items()]
-        summaries += [tf.summary.histogram(v.op.name, v) for v in tf.trainable_variables()]
-        summary_op = tf.summary.merge(summaries)
-        saver = tf.train.Saver(max_to_keep=args.saver_maxkeep, save_relative_paths=True)
-        best_saver = tf.train.Saver(max_to_keep=args.saver_maxkeep, save_relative_paths=True)
-        init_op = tf.global_variables_initializer()
-    parameters = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
+        dataset = train_graph.training_input(
+            data.files, args.batch_size, args.image_size, args.buffer_size, args.num_output,
+            args.synthetic_input, shard=(dp.num_workers, dp.cluster.worker_index))
+        ops = train_graph.build_training_graph(dp, device_config, dataset, network,
+                                               train_graph.loss_spec(args),
+                                               train_graph.train_spec(args))
     graph.finalize()
 
-    # ---- session loop
     print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
-          % (args.net_name, args.net_depth, args.unit_type, args.loss_type, parameters,
+          % (args.net_name, args.net_depth, args.unit_type, args.loss_type, ops.parameters,
              args.num_output))
-    fetches = {'train': train_op, 'total_loss': total_loss}
-    fetches.update(metrics)
-    history = {}
-    best_accuracy = None
-    accuracy = None
-    logged_losses = []
-    last_saved = ckpt
-    meter = ThroughputMeter(warmup=1)
-    interval_images, interval_seconds = 0, 0.0
-    log_file = os.path.join(args.log_file_path, 'train' + time.strftime(
-        '_%Y-%m-%d-%H-%M', time.localtime()) + '.log')
-    writer = None
+    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan)
     dp.session_config.log_device_placement = args.log_device_mapping
     with dp.session() as sess:
-        if dp.is_chief:
-            writer = tf.summary.FileWriter(args.summary_path, graph)
-        if ckpt:
-            try:
-                saver.restore(sess, ckpt)
-            except tf.errors.OpError as e:
-                raise InputError(ckpt, 'checkpoint does not fit this network or is damaged (%s); '
-                                       'check --net_name/--net_depth/--unit_type/--num_output/'
-                                       '--image_size or use another --ckpt_path' % tf_reason(e))
-            print('Resuming from %s at step %d' % (ckpt, start_step))
-        else:
-            # tf.distribute: the initialisers copy worker 0's values to every
-            # worker (collective broadcast), so they run bounded as a step.
-            dp.run(sess, init_op)
-        dp.broadcast(sess)
-
-        def save(which_saver, prefix, step, latest_filename=None):
-            path = os.path.join(args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
-            return which_saver.save(sess, path, latest_filename=latest_filename)
-
-        for step in range(start_step + 1, total_steps + 1):
-            step_fetches = dict(fetches, summary=summary_op) \
-                if step % args.summary_interval == 0 else fetches
-            meter.start()
-            try:
-                values = dp.run(sess, step_fetches)
-            except tf.errors.OpError as e:
-                raise step_error(e, step, args)
-            seconds = meter.stop(images_per_step)
-            if not np.isfinite(values['total_loss']):
-                raise TrainingError('the loss became %s at step %d; training stopped. Last '
-                                    'good checkpoint: %s' % (values['total_loss'], step,
-                                                             last_saved or 'none'))
-            if step > start_step + 1:  # the run's first step compiles the graph
-                interval_images += images_per_step
-                interval_seconds += seconds
-            run_done = step == total_steps
-            if step % args.show_info_interval == 0 or run_done:
-                rate = interval_images / interval_seconds if interval_seconds else 0.0
-                print('epoch %d, total_step %d, total loss is %.2f , inference loss is %.2f, '
-                      'weight deacy loss is %.2f, training accuracy is %.6f, time %.3f '
-                      'samples/sec' % ((step - 1) // steps_per_epoch, step, values['total_loss'],
-                                       values['inference_loss'], values['wd_loss'],
-                                       values['accuracy'], rate))
-                sys.stdout.flush()
-                logged_losses.append(float(values['total_loss']))
-                interval_images, interval_seconds = 0, 0.0
-            if dp.is_chief and 'summary' in values:
-                writer.add_summary(values['summary'], step)
-            if dp.is_chief and (step % args.ckpt_interval == 0 or run_done):
-                last_saved = save(saver, 'InsightFace_iter', step)
-                print('Saved checkpoint %s' % last_saved)
-            if eval_sets and (step % args.validate_interval == 0 or run_done):
-                # Every worker evaluates: the embedding graph reads this
-                # worker's copy of the weights (no collective ops), and the
-                # workers reach the next training step together, so none waits
-                # out --step_timeout_s while the chief alone evaluates.
-                results = verification.ver_test(
-                    [data for _, data in eval_sets], [name for name, _ in eval_sets], step,
-                    sess, embedding, args.batch_size, {}, eval_images,
-                    roc_dir=args.log_file_path if dp.is_chief else None)
-                accuracy = results[0]
-                print('test accuracy is: %s' % accuracy)
-                if not dp.is_chief:
-                    continue
-                history[step] = accuracy
-                append_validation_history(log_file, history)
-                if best_accuracy is None or max(results) > best_accuracy:
-                    best_accuracy = max(results)
-                    best = save(best_saver, 'InsightFace_iter_best', step,
-                                BEST_CHECKPOINTS_FILE)
-                    print('best accuracy is %.5f, saved %s' % (best_accuracy, best))
+        writer = tf.summary.FileWriter(args.summary_path, graph) if dp.is_chief else None
+        start_session(sess, dp, ops, plan)
+        loop.run(sess, writer)
         if writer is not None:
             writer.close()
 
-    # ---- summary
-    print_run_footprint(meter)
+    print_run_footprint(loop.meter)
     if args.result_json and dp.is_chief:
+        accuracy = loop.accuracy
         if accuracy is None:
-            accuracy = float(values['accuracy'])
+            accuracy = float(loop.last_values['accuracy'])
             print('No evaluation set: the reported accuracy is the last training batch\'s')
-        write_run_result(args.result_json, meter.fps, accuracy, logged_losses, meter=meter)
+        write_run_result(args.result_json, loop.meter.fps, accuracy, loop.logged_losses,
+                         meter=loop.meter)
     return 0
 
 
 def prepare_output_folders(args):
-    for folder in (args.ckpt_path, args.summary_path, args.log_file_path):
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise InputError(folder, 'exists and is not a folder')
-    for folder in (args.ckpt_path, args.summary_path, args.log_file_path):
+    """Checks every output location, then makes the folders."""
+    folders = [('--ckpt_path', args.ckpt_path), ('--summary_path', args.summary_path),
+               ('--log_file_path', args.log_file_path)]
+    preflight_outputs(folders=folders, files=[('--result_json', args.result_json)])
+    for _, folder in folders:
         if not os.path.isdir(folder):
             os.makedirs(folder)
 
 
 def main(argv=None):
     args = check_args(build_parser().parse_args(argv))
+    tf.disable_v2_behavior()
     device_config = build_device_config(args.device, args.precision_mode)
     dp = DataParallel(device_config, step_timeout_s=args.step_timeout_s)
     prepare_output_folders(args)

@@ -14,6 +14,8 @@ from __future__ import print_function
 import os
 import sys
 
+import tensorflow.compat.v1 as tf
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.distribute import DataParallel  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
@@ -30,6 +32,7 @@ def main(argv=None):
                              'graph scopes replica_<i> itself)')
     parser.set_defaults(net_depth=50)
     args = train_nets.check_args(parser.parse_args(argv))
+    tf.disable_v2_behavior()
     if args.num_gpus < 1:
         raise InputError(None, '--num_gpus must be at least 1, got %d' % args.num_gpus)
     if args.batch_size % args.num_gpus:

@@ -3,23 +3,14 @@
 Benchmarks run a model both ways; the ratio of the two throughputs says
 whether the input pipeline keeps up with the network (``make bench``).
 """
-import argparse
-
 import tensorflow.compat.v1 as tf
+
+from common.flags import str2bool
 
 # Printed by every training script that runs with --synthetic_input, so that
 # no one takes its numbers for a run on the data.
 SYNTHETIC_INPUT_LINE = ('[input] --synthetic_input: training on one random in-graph batch, '
                         'not on the data')
-
-
-def str2bool(text):
-    """argparse type for true/false flags (1/0, true/false, yes/no)."""
-    if text.lower() in ('1', 'true', 'yes'):
-        return True
-    if text.lower() in ('0', 'false', 'no'):
-        return False
-    raise argparse.ArgumentTypeError('expected true or false, got %r' % text)
 
 
 def add_synthetic_input_flag(parser):

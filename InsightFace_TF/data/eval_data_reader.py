@@ -36,9 +36,9 @@ if __name__ == '__main__':
     HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
+from common.safe_pickle import restricted_unpickler  # noqa: E402
+from data.normalisation import INPUT_MEAN, INPUT_SCALE  # noqa: E402
 
-INPUT_MEAN = 127.5
-INPUT_SCALE = 0.0078125
 BIN_PICKLE_PROTOCOL = 2  # readable by the Python 2 tools that made the released sets
 
 # images: uint8 (2N, H, W, 3) BGR; issame: bool (N,). A tuple, so the
@@ -76,22 +76,13 @@ def _bool_scalar(dtype, data=None):
     return np.bool_(data != b'\0')
 
 
-class BinUnpickler(pickle.Unpickler):
-    """Lists, tuples, bytes, str, numbers, bools and numpy bools; no other globals."""
-
-    ALLOWED_GLOBALS = {
-        ('_codecs', 'encode'): _latin1_encode,
-        ('numpy', 'dtype'): _bool_dtype,
-        ('numpy.core.multiarray', 'scalar'): _bool_scalar,
-        ('numpy._core.multiarray', 'scalar'): _bool_scalar,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self.ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise RefusedContent(
-                'refusing to load %s.%s: not part of the .bin format' % (module, name))
+# Lists, tuples, bytes, str, numbers, bools and numpy bools; no other globals.
+BinUnpickler = restricted_unpickler({
+    ('_codecs', 'encode'): _latin1_encode,
+    ('numpy', 'dtype'): _bool_dtype,
+    ('numpy.core.multiarray', 'scalar'): _bool_scalar,
+    ('numpy._core.multiarray', 'scalar'): _bool_scalar,
+}, refusal=RefusedContent, why=': not part of the .bin format')
 
 
 def read_bin_pickle(path):

@@ -17,9 +17,8 @@ import tensorflow.compat.v1 as tf
 
 from common.io_utils import InputError, require_dir
 from data import tfrecord_output
+from data.normalisation import INPUT_MEAN, INPUT_SCALE
 
-PIXEL_MEAN = 127.5
-PIXEL_SCALE = 0.0078125
 # TFRecord framing: uint64 length, uint32 masked CRC of the length, the data,
 # uint32 masked CRC of the data.
 _LENGTH_HEADER = struct.Struct('<QI')
@@ -76,7 +75,7 @@ def parse_example(serialized, image_size):
 
 def normalise(images):
     """uint8 BGR -> float32 (x - 127.5) / 128, the network's input."""
-    return (tf.cast(images, tf.float32) - PIXEL_MEAN) * PIXEL_SCALE
+    return (tf.cast(images, tf.float32) - INPUT_MEAN) * INPUT_SCALE
 
 
 def training_dataset(files, batch_size, image_size, buffer_size, shard=None,

@@ -1,0 +1,173 @@
+"""Run control shared by the three training scripts.
+
+- ``plan_run``: where a run starts and stops, from the checkpoint folder: the
+  newest complete checkpoint, its step, "already complete", and "FPS needs at
+  least two steps" (the first step compiles the graph).
+- ``restore_checkpoint``: a failed restore becomes one ``InputError`` whose
+  reason comes from ``tf_reason``, the one TensorFlow-error-to-reason mapping.
+- ``check_finite_loss``: a NaN/Inf loss stops every recipe the same way,
+  ``DivergedError`` (exit status 3, the last good checkpoint named).
+- ``preflight_outputs``: every output folder and file is checked to be
+  writable before any work, so no run trains and then fails to save.
+- ``due``: the log / checkpoint / evaluation cadence.
+
+Each recipe keeps its own reference log lines; only the mechanics live here.
+"""
+from __future__ import print_function
+
+import collections
+import math
+import os
+import re
+import tempfile
+
+import tensorflow.compat.v1 as tf
+
+from common.io_utils import InputError, TrainingError
+
+RunPlan = collections.namedtuple('RunPlan', 'checkpoint start_step stop_step')
+RunPlan.__doc__ = """checkpoint: the newest complete checkpoint (None: start afresh);
+start_step: the global step it holds; stop_step: the global step this run ends at."""
+
+
+def latest_checkpoint(folder):
+    """The newest complete checkpoint prefix in ``folder``, or None."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    return tf.train.latest_checkpoint(folder)
+
+
+def checkpoint_global_step(checkpoint):
+    """The ``global_step`` stored in ``checkpoint``; InputError if unreadable."""
+    try:
+        return int(tf.train.load_variable(checkpoint, 'global_step'))
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        raise InputError(checkpoint, 'checkpoint has no readable global_step (%s); use '
+                                     'another --ckpt_path' % str(e).splitlines()[0])
+
+
+def plan_run(ckpt_folder, total_steps, raise_flags, run_steps=0, needs_fps=False,
+             read_step=checkpoint_global_step):
+    """Where this run starts and stops; InputError when there is nothing to train.
+
+    ``total_steps``: the global step at which the whole training ends;
+    ``run_steps``: at most this many steps in this run (0: no limit);
+    ``raise_flags``: the flags that lengthen training, named in the message;
+    ``needs_fps``: the run must time at least one step after the first;
+    ``read_step``: checkpoint -> global step (a recipe may check more there).
+    """
+    checkpoint = latest_checkpoint(ckpt_folder)
+    start_step = read_step(checkpoint) if checkpoint else 0
+    if start_step >= total_steps:
+        raise InputError(checkpoint, 'training is already complete (step %d of %d); raise '
+                                     '%s or use another --ckpt_path'
+                         % (start_step, total_steps, raise_flags))
+    stop_step = min(total_steps, start_step + run_steps) if run_steps else total_steps
+    if needs_fps and stop_step - start_step < 2:
+        raise InputError(None, 'this run would train %d step(s); FPS needs at least 2 '
+                               '(the first compiles the graph)' % (stop_step - start_step))
+    return RunPlan(checkpoint, start_step, stop_step)
+
+
+TF_ERROR_BANNERS = re.compile(r'^(Graph execution error|Detected at node|Node:|Original stack '
+                              r'trace|Errors may have originated|Input Source operations|'
+                              r'\d+ root error\(s\) found|Restoring from checkpoint failed)')
+
+
+def tf_reason(error):
+    """The line of a TensorFlow error that says what went wrong: not a banner,
+    a node listing or a traceback line (TF 1.15 and 2.x word these apart);
+    of several root errors, the first, without its '(0) INVALID_ARGUMENT:'."""
+    for line in error.message.splitlines():
+        if line[:1].isspace() and not re.match(r'^\s+\(\d+\) ', line):
+            continue
+        line = re.sub(r'^\(\d+\) [A-Za-z_ ]+:\s*', '', line.strip())
+        if line and not TF_ERROR_BANNERS.match(line):
+            return line
+    return error.message.strip()
+
+
+def restore_checkpoint(sess, saver, checkpoint, mismatch_hint):
+    """``saver.restore``; a failure is one InputError naming the checkpoint.
+
+    A damaged or truncated file says so; anything else (a variable missing
+    or of another shape) is a checkpoint of another model: ``mismatch_hint``
+    names the flags that describe the model.
+    """
+    try:
+        saver.restore(sess, checkpoint)
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        raise InputError(checkpoint, 'checkpoint is damaged or truncated (%s)' % tf_reason(e))
+    except tf.errors.OpError as e:
+        raise InputError(checkpoint, 'checkpoint does not fit this network or is damaged (%s); '
+                                     '%s' % (tf_reason(e), mismatch_hint))
+
+
+class DivergedError(TrainingError):
+    """The training loss is NaN or Inf: training stops, the last good checkpoint stays."""
+
+    def __init__(self, ckpt_folder, loss, step, last_good):
+        self.last_good = last_good
+        super(DivergedError, self).__init__(
+            '%s: the loss became %s at step %d; training stopped. Last good checkpoint: %s'
+            % (ckpt_folder, loss, step, last_good or 'none'))
+
+
+def check_finite_loss(loss, step, ckpt_folder, last_good=None):
+    """Raises DivergedError when ``loss`` is not finite.
+
+    ``step``: the global step the loss belongs to; ``last_good``: the newest
+    checkpoint this run knows of (None: the newest in ``ckpt_folder``).
+    """
+    if math.isfinite(loss):
+        return
+    if last_good is None:
+        last_good = latest_checkpoint(ckpt_folder)
+    raise DivergedError(ckpt_folder, loss, step, last_good)
+
+
+def _probe_write(folder):
+    """Creates and removes a hidden file in ``folder``: an OSError if it cannot."""
+    fd, probe = tempfile.mkstemp(prefix='.write-probe-', dir=folder)
+    os.close(fd)
+    os.remove(probe)
+
+
+def _check_writable_folder(path, flag):
+    """``path`` is a writable folder, or can be made one: nothing is created."""
+    if not path:
+        raise InputError(flag, 'is empty; give a folder')
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(path, '%s must be a folder, but this is a file' % flag)
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(path, '%s cannot be made: %s is a file' % (flag, existing))
+    try:
+        _probe_write(existing)
+    except OSError as e:
+        raise InputError(path, '%s cannot be written (%s: %s)' % (flag, existing, e.strerror))
+
+
+def preflight_outputs(folders=(), files=()):
+    """Checks every output location before any work, creating nothing.
+
+    ``folders``: (flag, path) pairs of output folders (made later when
+    missing); ``files``: (flag, path) pairs of files written later (empty
+    paths are skipped): the path must not be a folder and its folder must be
+    writable. An InputError names the first location that cannot be written.
+    """
+    for flag, path in folders:
+        _check_writable_folder(path, flag)
+    for flag, path in files:
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise InputError(path, '%s must be a file, but this is a folder' % flag)
+        _check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
+
+
+def due(step, interval, final_step=None):
+    """True every ``interval`` steps and at ``final_step`` (the run's last)."""
+    return step % interval == 0 or step == final_step
