@@ -56,9 +56,9 @@ def model_module(folder, name):
 
 
 def insightface():
-    """train_nets.py; its nets, nets.layers and data.train_dataset are the
-    module objects its graph is built from."""
-    return model_module('InsightFace_TF', 'train_nets')
+    """InsightFace's train_graph.py; its nets, nets.layers and
+    data.train_dataset are the module objects its graph is built from."""
+    return model_module('InsightFace_TF', 'train_graph')
 
 
 def layers_module():
@@ -66,7 +66,12 @@ def layers_module():
 
 
 def resnet_module():
-    return model_module('Face-ResNet50_ID1372', 'TrainResNet').ResNet
+    return resnet_graph().ResNet
+
+
+def resnet_graph():
+    """Face-ResNet50's train_graph.py, with the ResNet and utils it uses."""
+    return model_module('Face-ResNet50_ID1372', 'train_graph')
 
 
 # ------------------------------------------------------------- the baselines
@@ -148,9 +153,10 @@ def data_parallel_step(optimizer, model_fn, images, labels, device_config):
 
 def gitloss_train_op(images, labels, device_config):
     setup = model_module('Gitloss_ID1277', 'gitloss_setup')
-    args = setup.add_gitloss_flags(argparse.ArgumentParser(), '').parse_args([])
+    defaults = setup.add_gitloss_flags(argparse.ArgumentParser(), '').parse_args([])
     mean_image = np.full((28, 28, 1), 0.13, np.float32)
-    return setup.training_step(images, labels, mean_image, args, device_config).train_op
+    return setup.training_step(images, labels, mean_image, setup.loss_config(defaults),
+                               device_config).train_op
 
 
 def gitloss_pipeline(data):
@@ -173,22 +179,21 @@ def next_batch(images, labels, batch_size, seed=0):
 
 
 def resnet50_train_op(images, labels, device_config):
-    train_resnet = model_module('Face-ResNet50_ID1372', 'TrainResNet')
+    graph = resnet_graph()
 
     def model_fn(inputs):
-        return train_resnet.summed_cross_entropy(inputs[0], inputs[1], 4,
-                                                 train_resnet.ResNet.BN_DECAY), {}
-    return data_parallel_step(tf.train.MomentumOptimizer(1e-6, train_resnet.MOMENTUM),
+        return graph.summed_cross_entropy(inputs[0], inputs[1], 4, graph.ResNet.BN_DECAY), {}
+    return data_parallel_step(tf.train.MomentumOptimizer(1e-6, graph.MOMENTUM),
                               model_fn, images, labels, device_config)
 
 
 def resnet50_pipeline(data):
-    train_resnet = model_module('Face-ResNet50_ID1372', 'TrainResNet')
+    graph = resnet_graph()
     cache, labels, indices = data['cacd']
     more_steps_than_any_run = 10 ** 6
-    return train_resnet.batch_dataset(
-        lambda: train_resnet.utils.training_batches(cache, labels, indices, 32, 0,
-                                                    more_steps_than_any_run), 32), None
+    return graph.batch_dataset(
+        lambda: graph.utils.training_batches(cache, labels, indices, 32, 0,
+                                             more_steps_than_any_run), 32), None
 
 
 def resnet50_reference_batches(data):
@@ -199,9 +204,13 @@ def resnet50_reference_batches(data):
 
 
 def lresnet50_train_op(images, labels, device_config):
-    args = insightface().build_parser().parse_args(['--net_depth=50', '--num_output=8'])
-    return data_parallel_step(tf.train.MomentumOptimizer(args.lr_values[0], args.momentum),
-                              insightface().make_model_fn(args), images, labels,
+    graph = insightface()
+    network = graph.inference.NetworkSpec('L_Resnet_E_IR_fix_issue9', 50, 'ir', [112, 112])
+    loss = graph.LossSpec('arcface', 8, None, None, 1.0, 0.2)
+    # The training script's defaults: first rate 0.001, momentum 0.9,
+    # weight decay 5e-4, dropout keep probability 0.4.
+    return data_parallel_step(tf.train.MomentumOptimizer(0.001, 0.9),
+                              graph.make_model_fn(network, loss, 5e-4, 0.4), images, labels,
                               device_config)
 
 
@@ -247,7 +256,7 @@ def make_data(root):
     gitloss_data = model_module('Gitloss_ID1277', 'gitloss_data')
     splits = gitloss_data.load_mnist(mnist.make_mnist(os.path.join(root, 'mnist'),
                                                       train_count=2000, test_count=300), 500)
-    utils = model_module('Face-ResNet50_ID1372', 'TrainResNet').utils
+    utils = resnet_graph().utils
     cacd_root = cacd.make_cache_dataset(os.path.join(root, 'cacd'), images=160, identities=4)
     labels, names = utils.read_labels_and_names(
         os.path.join(cacd_root, 'label', 'label_1200.npy'),

@@ -192,9 +192,8 @@ def verification_throughput(pairs, depth, precision_mode, work_dir):
     inference = import_model_module('InsightFace_TF', 'inference')
     config = build_device_config('cpu', precision_mode, log=False)
     with tf.Graph().as_default():
-        args = argparse.Namespace(net_name='L_Resnet_E_IR_fix_issue9', net_depth=depth,
-                                  unit_type='ir', image_size=[112, 112])
-        images, embedding = inference.build_embedding_graph(args)
+        network = inference.NetworkSpec('L_Resnet_E_IR_fix_issue9', depth, 'ir', [112, 112])
+        images, embedding = inference.build_embedding_graph(network)
         with tf.Session(config=config.session_config) as sess:
             sess.run(tf.global_variables_initializer())
             # The first batch compiles the graph: not part of the rate.

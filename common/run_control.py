@@ -41,6 +41,9 @@ def checkpoint_global_step(checkpoint):
     """The ``global_step`` stored in ``checkpoint``; InputError if unreadable."""
     try:
         return int(tf.train.load_variable(checkpoint, 'global_step'))
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        raise InputError(checkpoint, 'checkpoint is damaged or truncated (%s)'
+                         % str(e).splitlines()[0])
     except (tf.errors.OpError, IndexError, ValueError) as e:
         raise InputError(checkpoint, 'checkpoint has no readable global_step (%s); use '
                                      'another --ckpt_path' % str(e).splitlines()[0])

@@ -60,7 +60,7 @@ def parse_args(argv):
                         help='folder with one sub-folder of images per identity')
     tfrecord_output.add_output_flags(parser)
     args = parser.parse_args(argv)
-    tfrecord_output.check_output_flags(args)
+    args.output = tfrecord_output.output_from_flags(args)
     return args
 
 
@@ -71,7 +71,7 @@ def main(argv=None):
     if ignored:
         print('ignored %d entries that are not image files' % ignored)
     summary = tfrecord_output.write_tfrecords(
-        image_items(args.image_folder, images), len(images), args, args.image_folder,
+        image_items(args.image_folder, images), len(images), args.output, args.image_folder,
         class_names=identities, progress_name='image_folder2tfrecords')
     tfrecord_output.print_summary(summary)
     return 0

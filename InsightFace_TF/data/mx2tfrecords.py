@@ -28,7 +28,7 @@ def parse_args(argv):
     recordio.add_input_flags(parser)
     tfrecord_output.add_output_flags(parser)
     args = parser.parse_args(argv)
-    tfrecord_output.check_output_flags(args)
+    args.output = tfrecord_output.output_from_flags(args)
     return args
 
 
@@ -47,7 +47,7 @@ def main(argv=None):
         else:
             print('%s: plain list of %d images' % (args.bin_path, total))
         summary = tfrecord_output.write_tfrecords(
-            image_items(reader, layout), total, args, args.bin_path,
+            image_items(reader, layout), total, args.output, args.bin_path,
             progress_name='mx2tfrecords')
     tfrecord_output.print_summary(summary)
     return 0

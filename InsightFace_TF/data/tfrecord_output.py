@@ -66,19 +66,34 @@ def tfrecord_files(folder):
                   any(fnmatch.fnmatch(name, pattern) for pattern in READER_PATTERNS))
 
 
-def check_output_flags(args):
+TFRecordOutput = collections.namedtuple(
+    'TFRecordOutput', 'folder output_name num_shards on_bad_image overwrite')
+TFRecordOutput.__doc__ = """Where and how to write: the folder, the file name (shards
+add -NNNNN-of-NNNNN), the shard count, 'stop' or 'skip' for an image that does
+not decode, and whether TFRecords already there may be replaced."""
+
+
+def output_from_flags(args):
+    """The TFRecordOutput that add_output_flags' flags describe, checked."""
+    output = TFRecordOutput(args.tfrecords_file_path, args.output_name, args.num_shards,
+                            args.on_bad_image, args.overwrite)
+    check_output(output)
+    return output
+
+
+def check_output(output):
     """Refuses bad shard counts and an output folder that already holds
-    TFRecords (the reader would mix old and new ones) unless --overwrite."""
-    if args.num_shards < 1:
-        raise InputError(None, '--num_shards must be at least 1, got %d' % args.num_shards)
-    if os.sep in args.output_name or not fnmatch.fnmatch(args.output_name, '*.tfrecord*'):
+    TFRecords (the reader would mix old and new ones) unless overwrite."""
+    if output.num_shards < 1:
+        raise InputError(None, '--num_shards must be at least 1, got %d' % output.num_shards)
+    if os.sep in output.output_name or not fnmatch.fnmatch(output.output_name, '*.tfrecord*'):
         raise InputError(None, '--output_name must be a file name matching *.tfrecord*, '
-                               'got %r' % args.output_name)
-    folder = args.tfrecords_file_path
+                               'got %r' % output.output_name)
+    folder = output.folder
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise InputError(folder, 'output path exists and is not a folder')
     existing = tfrecord_files(folder)
-    if existing and not args.overwrite:
+    if existing and not output.overwrite:
         raise InputError(os.path.join(folder, existing[0]),
                          'already exists (the training reader takes every TFRecord file in '
                          'the folder); remove it, choose another folder or pass --overwrite')
@@ -102,18 +117,19 @@ ConversionSummary = collections.namedtuple(
     'ConversionSummary', 'written skipped reencoded class_counts sizes files')
 
 
-def write_tfrecords(items, total, args, source, class_names=None, progress_name='convert'):
+def write_tfrecords(items, total, output, source, class_names=None, progress_name='convert'):
     """Writes (description, image bytes, label) items; returns a ConversionSummary.
 
-    ``description`` names the image in messages (``record key 17``,
-    ``alice/001.png``); ``source`` is the input file or folder named in errors.
+    ``output``: a TFRecordOutput; ``description`` names the image in messages
+    (``record key 17``, ``alice/001.png``); ``source`` is the input file or
+    folder named in errors.
     """
     # TensorFlow loads only once writing starts, so flag and input errors are
     # reported without waiting for it.
     import tensorflow.compat.v1 as tf
 
-    folder = args.tfrecords_file_path
-    names = shard_names(args.output_name, args.num_shards)
+    folder = output.folder
+    names = shard_names(output.output_name, output.num_shards)
     paths = [os.path.join(folder, name) for name in names]
     stale = [name for name in tfrecord_files(folder) if name not in names]
     counts = collections.Counter()
@@ -130,7 +146,7 @@ def write_tfrecords(items, total, args, source, class_names=None, progress_name=
             progress.update(1)
             converted = as_jpeg(image_bytes)
             if converted is None:
-                if args.on_bad_image == 'stop':
+                if output.on_bad_image == 'stop':
                     raise InputError(source, '%s: image does not decode (%d bytes); pass '
                                              '--on_bad_image=skip to leave such images out'
                                      % (description, len(image_bytes)))

@@ -15,7 +15,6 @@ separable while no two images are identical.
 - ``make_demo_dataset``: ``<root>/tfrecords/`` + ``<root>/lfw.bin`` for
   ``make demo``.
 """
-import argparse
 import collections
 import os
 import shutil
@@ -119,10 +118,10 @@ def make_tfrecords_dataset(root, num_classes, images_per_class, seed=0, num_shar
     rng = np.random.RandomState(seed)
     items = [('class %d image %d' % (class_id, i), identity_jpeg(class_id, rng), class_id)
              for class_id in range(num_classes) for i in range(images_per_class)]
-    args = argparse.Namespace(tfrecords_file_path=root, output_name=tfrecord_output.DEFAULT_NAME,
-                              num_shards=num_shards, on_bad_image='stop', overwrite=False)
-    tfrecord_output.check_output_flags(args)
-    tfrecord_output.write_tfrecords(iter(items), len(items), args, root,
+    output = tfrecord_output.TFRecordOutput(root, tfrecord_output.DEFAULT_NAME, num_shards,
+                                            on_bad_image='stop', overwrite=False)
+    tfrecord_output.check_output(output)
+    tfrecord_output.write_tfrecords(iter(items), len(items), output, root,
                                     progress_name='synthetic tfrecords')
     return root
 
