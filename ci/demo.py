@@ -1,8 +1,20 @@
 """make demo: each model's ModelZoo performance script on a tiny synthetic dataset.
 
-Datasets go under build/demo/<model>/; each model's summary is printed at the
-end. A model whose code or synthetic maker is not in the tree yet is skipped
-with a line saying which piece is missing.
+``make demo`` builds ``.venv/`` (requirements-test.txt) and runs this file with
+its Python. For Gitloss_ID1277, Face-ResNet50_ID1372 and InsightFace_TF, in
+that order:
+
+1. ``make_demo_dataset`` of ci/synthetic/mnist.py, cacd.py or insightface.py
+   writes a tiny data set under build/demo/<model>/ and returns the flags of
+   a short run that fits it (steps, batch size, learning rate, class count);
+2. ``bash <model>/test/train_performance_1p.sh --data_path=<data> <flags>``
+   runs with PYTHON set to this interpreter and writes, as any ModelZoo run,
+   to <model>/test/output/$ASCEND_DEVICE_ID/ (0 when unset).
+
+The demo summary at the end gives each model's outcome: ``ok`` with the
+ModelZoo summary lines of its ``*_perf.log``; ``FAILED with exit status N``;
+or ``skipped`` when the model's script or synthetic maker is missing. Exit
+status 1 if any model failed, else 0 (a skipped model does not fail).
 """
 from __future__ import print_function
 
