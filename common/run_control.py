@@ -136,21 +136,26 @@ def _probe_write(folder):
     os.remove(probe)
 
 
-def _check_writable_folder(path, flag):
-    """``path`` is a writable folder, or can be made one: nothing is created."""
+def _check_writable_folder(path, flag, target=None):
+    """``path`` is a writable folder, or can be made one: nothing is created.
+
+    ``target``: the output named in messages (a file in ``path``), if not
+    ``path`` itself.
+    """
     if not path:
         raise InputError(flag, 'is empty; give a folder')
-    if os.path.exists(path) and not os.path.isdir(path):
+    if target is None and os.path.exists(path) and not os.path.isdir(path):
         raise InputError(path, '%s must be a folder, but this is a file' % flag)
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise InputError(path, '%s cannot be made: %s is a file' % (flag, existing))
+        raise InputError(target or path, '%s cannot be made: %s is a file' % (flag, existing))
     try:
         _probe_write(existing)
     except OSError as e:
-        raise InputError(path, '%s cannot be written (%s: %s)' % (flag, existing, e.strerror))
+        raise InputError(target or path, '%s cannot be written (%s: %s)'
+                         % (flag, existing, e.strerror))
 
 
 def preflight_outputs(folders=(), files=()):
@@ -168,7 +173,7 @@ def preflight_outputs(folders=(), files=()):
             continue
         if os.path.isdir(path):
             raise InputError(path, '%s must be a file, but this is a folder' % flag)
-        _check_writable_folder(os.path.dirname(os.path.abspath(path)), flag)
+        _check_writable_folder(os.path.dirname(os.path.abspath(path)), flag, target=path)
 
 
 def due(step, interval, final_step=None):

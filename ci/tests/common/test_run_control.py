@@ -1,0 +1,143 @@
+"""common/run_control.py: run planning, restore errors, the finite-loss stop,
+the output preflight and the cadence, on real checkpoints and folders."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from common import run_control
+from common.io_utils import InputError
+
+tf.disable_v2_behavior()
+
+
+def write_checkpoint(folder, step, weights_shape=(3,)):
+    """A checkpoint holding ``global_step`` = step and one weight variable,
+    written by tf.train.Saver; returns its prefix."""
+    with tf.Graph().as_default():
+        global_step = tf.train.get_or_create_global_step()
+        tf.get_variable('weights', weights_shape, initializer=tf.ones_initializer())
+        saver = tf.train.Saver(save_relative_paths=True)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            sess.run(global_step.assign(step))
+            return saver.save(sess, os.path.join(str(folder), 'model.ckpt'),
+                              global_step=global_step)
+
+
+def test_a_missing_or_empty_folder_plans_a_fresh_run(tmp_path):
+    for folder in (str(tmp_path / 'missing'), str(tmp_path), ''):
+        plan = run_control.plan_run(folder, 10, '--steps')
+        assert plan == run_control.RunPlan(None, 0, 10)
+
+
+def test_the_newest_checkpoint_sets_the_start_step(tmp_path):
+    write_checkpoint(tmp_path, 3)
+    newest = write_checkpoint(tmp_path, 7)
+    plan = run_control.plan_run(str(tmp_path), 10, '--steps')
+    assert plan == run_control.RunPlan(newest, 7, 10)
+    assert run_control.plan_run(str(tmp_path), 100, '--steps', run_steps=5).stop_step == 12
+    assert run_control.plan_run(str(tmp_path), 9, '--steps', run_steps=5).stop_step == 9
+
+
+def test_a_complete_run_and_a_one_step_timed_run_are_refused(tmp_path):
+    newest = write_checkpoint(tmp_path, 7)
+    with pytest.raises(InputError) as error:
+        run_control.plan_run(str(tmp_path), 7, '--epochs')
+    assert str(error.value) == ('%s: training is already complete (step 7 of 7); raise '
+                                '--epochs or use another --ckpt_path' % newest)
+    with pytest.raises(InputError, match='would train 1 step'):
+        run_control.plan_run(str(tmp_path), 8, '--epochs', needs_fps=True)
+    assert run_control.plan_run(str(tmp_path), 9, '--epochs', needs_fps=True).stop_step == 9
+
+
+def test_restore_names_a_truncated_and_a_mismatched_checkpoint(tmp_path):
+    prefix = write_checkpoint(tmp_path, 2)
+    with tf.Graph().as_default():
+        tf.train.get_or_create_global_step()
+        tf.get_variable('weights', (4,))
+        saver = tf.train.Saver()
+        with tf.Session() as sess:
+            with pytest.raises(InputError) as error:
+                run_control.restore_checkpoint(sess, saver, prefix, 'check --width')
+    assert str(error.value).startswith('%s: checkpoint does not fit this network' % prefix)
+    assert 'shape' in str(error.value) and str(error.value).endswith('; check --width')
+
+    data_file = prefix + '.data-00000-of-00001'
+    with open(data_file, 'r+b') as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    with tf.Graph().as_default():
+        tf.train.get_or_create_global_step()
+        tf.get_variable('weights', (3,))
+        saver = tf.train.Saver()
+        with tf.Session() as sess:
+            with pytest.raises(InputError, match='checkpoint is damaged or truncated'):
+                run_control.restore_checkpoint(sess, saver, prefix, 'check --width')
+
+
+def test_a_non_finite_loss_names_the_last_good_checkpoint(tmp_path):
+    run_control.check_finite_loss(np.float32(1.5), 3, str(tmp_path))
+    with pytest.raises(run_control.DivergedError) as error:
+        run_control.check_finite_loss(np.float32('nan'), 3, str(tmp_path))
+    assert str(error.value) == ('%s: the loss became nan at step 3; training stopped. '
+                                'Last good checkpoint: none' % tmp_path)
+    newest = write_checkpoint(tmp_path, 4)
+    with pytest.raises(run_control.DivergedError) as error:
+        run_control.check_finite_loss(float('inf'), 5, str(tmp_path))
+    assert error.value.last_good == newest and str(error.value).endswith(newest)
+    with pytest.raises(run_control.DivergedError, match='Last good checkpoint: elsewhere-9$'):
+        run_control.check_finite_loss(float('-inf'), 5, str(tmp_path), 'elsewhere-9')
+
+
+def test_preflight_refuses_every_unwritable_location_and_creates_nothing(tmp_path):
+    a_file = tmp_path / 'plain'
+    a_file.write_text('mine')
+    cases = [
+        ([('--ckpt_path', '')], [], '--ckpt_path: is empty; give a folder'),
+        ([('--ckpt_path', str(a_file))], [],
+         '%s: --ckpt_path must be a folder, but this is a file' % a_file),
+        ([('--summary_path', str(a_file / 'sub' / 'dir'))], [],
+         '%s: --summary_path cannot be made: %s is a file' % (a_file / 'sub' / 'dir', a_file)),
+        ([], [('--result_json', str(tmp_path))],
+         '%s: --result_json must be a file, but this is a folder' % tmp_path),
+        ([], [('--result_json', str(a_file / 'r.json'))],
+         '%s: --result_json cannot be made: %s is a file' % (a_file / 'r.json', a_file)),
+    ]
+    for folders, files, message in cases:
+        with pytest.raises(InputError) as error:
+            run_control.preflight_outputs(folders, files)
+        assert str(error.value) == message
+    # /proc refuses new files even to root.
+    with pytest.raises(InputError, match=r'^/proc/ckpt: --ckpt_path cannot be written \(/proc: '):
+        run_control.preflight_outputs([('--ckpt_path', '/proc/ckpt')])
+    assert a_file.read_text() == 'mine'
+
+    fresh = tmp_path / 'new' / 'ckpt'
+    run_control.preflight_outputs([('--ckpt_path', str(fresh))],
+                                  [('--result_json', str(tmp_path / 'out' / 'r.json')),
+                                   ('--unset', '')])
+    assert sorted(os.listdir(str(tmp_path))) == ['plain']
+
+
+def test_cadence():
+    assert [s for s in range(1, 12) if run_control.due(s, 5, 11)] == [5, 10, 11]
+    assert [s for s in range(0, 7) if run_control.due(s, 3)] == [0, 3, 6]
+
+
+class FakeError(object):
+    def __init__(self, message):
+        self.message = message
+
+
+@pytest.mark.parametrize('message, reason', [
+    ('Graph execution error:\n\nDetected at node IteratorGetNext defined at:\n  File "x.py"\n'
+     'assertion failed: [label value 9 out of range]\n', 'assertion failed: [label value 9 '
+     'out of range]'),
+    ('2 root error(s) found.\n  (0) INVALID_ARGUMENT: Input to reshape is a tensor with 10 '
+     'values\n\t [[node Reshape]]\n  (1) INVALID_ARGUMENT: the same\n',
+     'Input to reshape is a tensor with 10 values'),
+    ('plain reason', 'plain reason'),
+])
+def test_tf_reason_picks_the_line_that_says_what_went_wrong(message, reason):
+    assert run_control.tf_reason(FakeError(message)) == reason
