@@ -4,8 +4,8 @@
         --parentPath ./CACD2000_Crop/ --ckpt_path ./ckpt --output ./resnet_feature.mat
 
 Writes ``feature`` (N x 2048 float32, in name-file order) and ``label`` (N)
-with scipy.io.savemat; an existing --output is replaced only with --overwrite. Batch norm runs in inference mode (moving statistics
-from the checkpoint).
+with scipy.io.savemat; an existing --output is replaced only with --overwrite.
+Batch norm runs in inference mode (moving statistics from the checkpoint).
 """
 from __future__ import print_function
 

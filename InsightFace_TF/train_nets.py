@@ -79,7 +79,8 @@ def build_parser(description=__doc__.split('\n')[0]):
                         help='logit scale (default 64 arcface/combined, 30 cosface)')
     parser.add_argument('--margin_m', type=float, default=None,
                         help='margin (default 0.5 arcface, 0.4 cosface, 0.3 combined)')
-    parser.add_argument('--margin_a', type=float, default=1.0, help='combined: a in cos(a t + m) - b')
+    parser.add_argument('--margin_a', type=float, default=1.0,
+                        help='combined: a in cos(a t + m) - b')
     parser.add_argument('--margin_b', type=float, default=0.2, help='combined: b')
     parser.add_argument('--keep_prob', type=float, default=0.4,
                         help='dropout keep probability of the embedding head in training')
