@@ -185,9 +185,12 @@ class TrainingLoop(object):
     summaries, checkpoints, verification with the best-accuracy checkpoints
     and the validation history log."""
 
-    def __init__(self, args, dp, ops, data, eval_sets, plan):
+    def __init__(self, args, dp, ops, data, eval_sets, plan, settings):
         self.args, self.dp, self.ops, self.data = args, dp, ops, data
         self.eval_sets, self.plan = eval_sets, plan
+        # run_config.json is written with this run's first checkpoint or
+        # validation: a run that saves nothing leaves the folder as it was.
+        self.settings, self.run_config_written = settings, False
         self.meter = ThroughputMeter(warmup=1)
         self.logged_losses = []
         self.history = {}
@@ -213,6 +216,7 @@ class TrainingLoop(object):
                 self.last_saved = self.save(sess, self.ops.saver, 'InsightFace_iter', step)
                 self.saved_step = step
                 print('Saved checkpoint %s' % self.last_saved)
+                self.write_run_config()
             if self.eval_sets and due(step, self.args.validate_interval, self.plan.stop_step):
                 self.validate(sess, step)
 
@@ -243,6 +247,12 @@ class TrainingLoop(object):
         self.logged_losses.append(float(values['total_loss']))
         self.interval_images, self.interval_seconds = 0, 0.0
 
+    def write_run_config(self):
+        if not self.run_config_written:
+            path = run_config.start_run_config(self.args.ckpt_path, self.settings)
+            print('Run config: %s' % path)
+            self.run_config_written = True
+
     def save(self, sess, saver, prefix, step, latest_filename=None):
         path = os.path.join(self.args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
         return saver.save(sess, path, latest_filename=latest_filename)
@@ -271,6 +281,7 @@ class TrainingLoop(object):
                              BEST_CHECKPOINTS_FILE)
             print('best accuracy is %.5f, saved %s' % (self.best_accuracy, best))
         checkpoint = self.last_saved if self.saved_step == step else None
+        self.write_run_config()
         model_config.record_validation(self.args.ckpt_path, step, names, results,
                                        checkpoint and os.path.basename(checkpoint),
                                        best and os.path.basename(best))
@@ -290,14 +301,12 @@ def start_session(sess, dp, ops, plan):
     dp.broadcast(sess)
 
 
-def write_run_config(args, network):
-    """run_config.json beside the checkpoints: what later steps need to know
-    of this model (see model_config.py); earlier runs' validations are kept."""
-    path = run_config.start_run_config(args.ckpt_path, model_config.training_settings(
+def run_settings(args, network):
+    """What run_config.json says of this run's model (see model_config.py)."""
+    return model_config.training_settings(
         network, train_graph.loss_spec(args), train_graph.train_spec(args),
         {'tfrecords_file_path': args.tfrecords_file_path, 'eval_db_path': args.eval_db_path,
-         'eval_datasets': args.eval_datasets, 'synthetic_input': bool(args.synthetic_input)}))
-    print('Run config: %s' % path)
+         'eval_datasets': args.eval_datasets, 'synthetic_input': bool(args.synthetic_input)})
 
 
 def train(args, dp, device_config):
@@ -321,13 +330,11 @@ def train(args, dp, device_config):
     print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
           % (args.net_name, args.net_depth, args.unit_type, args.loss_type, ops.parameters,
              args.num_output))
-    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan)
+    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan, run_settings(args, network))
     dp.session_config.log_device_placement = args.log_device_mapping
     with dp.session() as sess:
         writer = tf.summary.FileWriter(args.summary_path, graph) if dp.is_chief else None
         start_session(sess, dp, ops, plan)
-        if dp.is_chief:
-            write_run_config(args, network)
         loop.run(sess, writer)
         if writer is not None:
             writer.close()
