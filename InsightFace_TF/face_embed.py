@@ -188,8 +188,15 @@ def embed_folder(model, args):
           % (args.output, len(names), embeddings.shape[1]))
 
 
+def as_listed(path, base):
+    """``path`` relative to the pairs list's folder when it lies under it."""
+    relative = os.path.relpath(path, base)
+    return path if relative.startswith(os.pardir) else relative
+
+
 def score_pairs(model, args):
     pairs = read_pairs(args.pairs_list)
+    base = os.path.dirname(os.path.abspath(args.pairs_list))
     unique = sorted(set(p for first, second, _ in pairs for p in (first, second)))
     embeddings = dict(zip(unique, embed_files(model, unique, args.batch_size, args.flip,
                                               progress=True).astype(np.float64)))
@@ -200,7 +207,8 @@ def score_pairs(model, args):
         cosine = float(np.dot(embeddings[first], embeddings[second]))
         predicted = verdict(cosine, threshold) if threshold is not None else ''
         correct += predicted == ('same' if same else 'different')
-        lines.append('%s\t%s\t%.6f\t%d\t%s' % (first, second, cosine, same, predicted))
+        lines.append('%s\t%s\t%.6f\t%d\t%s' % (as_listed(first, base), as_listed(second, base),
+                                                cosine, same, predicted))
     if args.output:
         with atomic_write(args.output) as f:
             f.write('\n'.join(lines) + '\n')

@@ -53,6 +53,9 @@ VERDICT_LINE = re.compile(r'^(same|different) \(threshold: cosine (-?\d\.\d{5}),
 ACCURACY_LINE = re.compile(r'^\[lfw\]\[(\d+)\]Accuracy-Flip: (\d\.\d{5})\+-\d\.\d{5}$', re.M)
 THRESHOLD_LINE = re.compile(r'^\[lfw\]\[(\d+)\]Threshold: (\d\.\d{5}) squared distance = '
                             r'cosine (-?\d\.\d{5}) ', re.M)
+# The demo flags with fewer steps: the checks compare one model's forms, so
+# a few steps suffice; training validates once, at its last step.
+TRAIN_STEPS = 6
 FACES = ('a.jpg', 'b.jpg', 'c.jpg', 'd.jpg')  # pair 0 of lfw.bin (same), pair 1 (different)
 
 # TensorFlow 2 as a user loads the SavedModel: embeddings of the given BGR
@@ -99,7 +102,7 @@ def readme_section():
 def readme_blocks():
     """The section's indented code blocks, dedented, in order."""
     blocks, current = [], []
-    for line in readme_section().split('\n') + ['']:
+    for line in readme_section().split('\n') + ['(end)']:
         if line.startswith('    ') or (current and not line.strip()):
             current.append(line)
         elif current:
@@ -134,7 +137,7 @@ def zoo(tmp_path_factory):
     data, flags = synthetic.make_demo_dataset(str(parent / 'demo data'))
     training = must_pass(run_in(model, ' '.join(
         ['bash', 'test/train_full_1p.sh', shlex.quote('--data_path=%s' % data),
-         '--ckpt_path=./output/ckpt'] + flags)))
+         '--ckpt_path=./output/ckpt'] + flags + ['--train_steps=%d' % TRAIN_STEPS])))
     eval_data_reader = import_model_module(MODEL, 'data.eval_data_reader')
     bins, issame = eval_data_reader.read_bin_pickle(os.path.join(data, 'lfw.bin'))
     assert list(issame[:2]) == [True, False]
@@ -205,21 +208,22 @@ def test_run_config_describes_the_checkpoints(zoo):
     (step, accuracy), = ACCURACY_LINE.findall(zoo['training'])
     (_, distance, cosine), = THRESHOLD_LINE.findall(zoo['training'])
     validation, = config['validations']
-    assert validation['step'] == int(step) == 20
-    assert validation['checkpoint'] == 'InsightFace_iter_20.ckpt'
+    assert validation['step'] == int(step) == TRAIN_STEPS
+    assert validation['checkpoint'] == 'InsightFace_iter_%d.ckpt' % TRAIN_STEPS
     scores = validation['sets']['lfw']
     assert scores['accuracy'] == float(accuracy)
     assert scores['threshold_distance'] == float(distance)
     assert scores['threshold_cosine'] == pytest.approx(1 - float(distance) / 2, abs=1e-9)
     assert scores['threshold_cosine'] == float(cosine)
     best = config['best']
-    assert (best['step'], best['accuracy'], best['dataset']) == (20, float(accuracy), 'lfw')
+    assert (best['step'], best['accuracy'], best['dataset']) == (
+        TRAIN_STEPS, float(accuracy), 'lfw')
     assert os.path.isfile(str(zoo['model'] / 'output' / 'ckpt' / (best['checkpoint'] + '.index')))
 
 
 def test_verification_prints_val_at_its_target_and_the_threshold(zoo):
-    line = re.search(r'^\[lfw\]\[20\]VAL@FAR=1e-3: (\d\.\d{5})\+-(\d\.\d{5}) '
-                     r'\(measured FAR (\d\.\d{5})\)$', zoo['training'], re.M)
+    line = re.search(r'^\[lfw\]\[%d\]VAL@FAR=1e-3: (\d\.\d{5})\+-(\d\.\d{5}) '
+                     r'\(measured FAR (\d\.\d{5})\)$' % TRAIN_STEPS, zoo['training'], re.M)
     assert line, zoo['training'][-2000:]
     assert 0 <= float(line.group(3)) <= 1
     assert THRESHOLD_LINE.search(zoo['training'])
@@ -280,7 +284,7 @@ def test_onnx_matches_the_saved_model(zoo, exported, saved_model_outputs):
     assert difference <= 1e-4
     with open(str(zoo['model'] / 'export' / 'run_config.json')) as f:
         export = json.load(f)['export']
-    assert export['step'] == 20 and export['onnx']['input'] == 'data'
+    assert export['step'] == TRAIN_STEPS and export['onnx']['input'] == 'data'
     assert export['onnx']['check_max_difference'] <= 1e-4
 
 
@@ -338,7 +342,7 @@ def test_compare_prints_the_cosine_of_the_exported_embeddings(zoo, saved_model_o
     with open(str(zoo['model'] / 'output' / 'ckpt' / 'run_config.json')) as f:
         recorded = json.load(f)['validations'][-1]['sets']['lfw']['threshold_cosine']
     (verdict, threshold, source), = VERDICT_LINE.findall(proc.stdout)
-    assert float(threshold) == recorded and 'chosen on lfw at step 20' in source
+    assert float(threshold) == recorded and 'chosen on lfw at step %d' % TRAIN_STEPS in source
     assert verdict == ('same' if cosine > recorded else 'different')
     # Without the flip, the plain dot product of the exported embeddings.
     plain = must_pass(run_in(zoo['model'], COMMANDS['compare'] + ' --flip=false'))
@@ -354,7 +358,7 @@ def test_compare_with_the_onnx_gives_the_same_cosine(zoo, exported, saved_model_
     embeddings = flip_summed(outputs)
     assert printed_cosine(proc) == pytest.approx(float(np.dot(embeddings[0], embeddings[1])),
                                                  abs=1e-4)
-    assert 'chosen on lfw at step 20' in proc.stdout  # export/run_config.json
+    assert 'chosen on lfw at step %d' % TRAIN_STEPS in proc.stdout  # export/run_config.json
 
 
 def test_folder_embeds_every_image(zoo, exported, saved_model_outputs):
@@ -398,6 +402,9 @@ def test_bad_input_is_one_error_line(zoo, exported, tmp_path):
     model = ['--model=%s' % onnx_path]
     broken = tmp_path / 'broken.jpg'
     broken.write_bytes(b'not a jpeg')
+    notes = tmp_path / 'notes'
+    notes.mkdir()
+    (notes / 'readme.txt').write_text('no images here')
     cases = [
         (['compare', str(tmp_path / 'missing.jpg'), str(broken)] + model,
          '%s: image does not exist' % (tmp_path / 'missing.jpg')),
@@ -405,8 +412,8 @@ def test_bad_input_is_one_error_line(zoo, exported, tmp_path):
         (['compare', str(broken), str(broken), '--model=%s' % (tmp_path / 'nothing')],
          '%s: no such model (give a checkpoint folder or prefix, a SavedModel folder, a .pb '
          'or an .onnx)' % (tmp_path / 'nothing')),
-        (['folder', str(tmp_path), '--output=%s' % (tmp_path / 'e.npz')] + model,
-         '%s: holds no .jpg/.jpeg/.png/.bmp images' % tmp_path),
+        (['folder', str(notes), '--output=%s' % (tmp_path / 'e.npz')] + model,
+         '%s: holds no .jpg/.jpeg/.png/.bmp images' % notes),
         (['compare', str(broken), str(broken), '--threshold=2'] + model,
          '--threshold is a cosine similarity in [-1, 1], got 2'),
     ]
