@@ -124,6 +124,7 @@ def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
     assert os.listdir(os.path.join(root, 'train_data')) == ['1200_data.npy']
 
 
+@pytest.mark.slow
 def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_path):
     ckpt = copy_ckpt(full_run, tmp_path)
     cache_path = os.path.join(full_run['root'], 'train_data', '1200_data.npy')

@@ -10,6 +10,7 @@ count or list of names.
 Rows that fail before the graph is built cost a fraction of a second; the
 few found only when training starts (an image or label the TFRecords hold,
 a checkpoint of another network) build LResNet50E-IR in a graph of their own.
+The helpers are ci/bad_input.py.
 """
 import os
 import pickle
@@ -19,9 +20,10 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from ci.bad_input import (SCRIPT_ROW_IDS, SCRIPT_ROWS, check_script_argument_error,
+                          error_line, save_checkpoint, user_files, write)
 from ci.model_import import import_model_module
 from ci.synthetic import insightface as synthetic
-from test_reliability_bad_input import error_line, save_checkpoint, user_files, write
 
 MODEL = 'InsightFace_TF'
 train_nets = import_model_module(MODEL, 'train_nets')
@@ -272,3 +274,8 @@ class FakeError(object):
 ], ids=['TF 2 input pipeline', 'TF 1.15 input pipeline', 'several root errors', 'restore'])
 def test_the_reason_line_of_tensorflow_errors(message, reason):
     assert train_nets.tf_reason(FakeError(message)) == reason
+
+
+@pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=SCRIPT_ROW_IDS)
+def test_script_argument_errors(tmp_path, args, message):
+    check_script_argument_error(tmp_path, 'InsightFace_TF', args, message)
