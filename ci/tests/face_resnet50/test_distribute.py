@@ -216,6 +216,8 @@ def reference_run(dataset, steps):
     return final, parts, costs
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_two_workers_equal_the_reference_and_each_other(dataset, two_workers):
     dumps = [load_dump(os.path.join(two_workers, 'dump_%d' % i)) for i in range(WORKERS)]
     reference, parts, costs = reference_run(dataset, steps=2)
@@ -252,6 +254,8 @@ def test_two_workers_equal_the_reference_and_each_other(dataset, two_workers):
                       if ' Batch Cost ' in line]
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_only_the_chief_writes(two_workers):
     assert sorted(os.listdir(os.path.join(two_workers, 'ckpt_0')))[:1] == ['checkpoint']
     assert any(n.startswith('model.ckpt-2.') for n in os.listdir(
@@ -268,6 +272,8 @@ def test_only_the_chief_writes(two_workers):
         assert ('Saved checkpoint' in log) == (index == 0)
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_resume_then_a_killed_worker_stops_the_other(dataset, two_workers, tmp_path):
     """Both workers resume from the chief's folder (shared, as on one machine);
     SIGKILL on worker 1 makes worker 0 exit with the one-line error."""

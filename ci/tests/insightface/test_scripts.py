@@ -23,6 +23,9 @@ from ci.model_workspace import copy_model_alone, run_as_user, snapshot_output
 from ci.synthetic import insightface as synthetic
 from common.modelzoo_summary import SUMMARY_KEYS, read_summary
 
+# Every test here uses a full script run (full_run: about 90 s) or is one.
+pytestmark = pytest.mark.slow
+
 tf.disable_v2_behavior()
 
 NETWORK = 'InsightFace_TF_for_TensorFlow'

@@ -22,6 +22,8 @@ from ci.model_import import import_model_module
 from common.distribute import DataParallel
 from common.npu_config import build_device_config
 
+pytestmark = pytest.mark.slow     # the updates fixture builds and steps LResNet50E-IR: ~100 s
+
 tf.disable_v2_behavior()
 
 HALF = 2          # images per replica

@@ -60,6 +60,7 @@ def resumed_perf_run(full_run, workspace):
     return proc, snapshot_output(workspace['model'], 'perf_output')
 
 
+@pytest.mark.slow
 def test_full_script_logs_the_reference_lines_and_learns(full_run):
     proc, output = full_run
     lines = LOG_LINE.findall(proc.stdout)
@@ -81,6 +82,7 @@ def test_full_script_logs_the_reference_lines_and_learns(full_run):
                                    'intra_cls_dist:\t%s' % line[6], 'train_time:\t%s' % line[7]]
 
 
+@pytest.mark.slow
 def test_full_script_summary_and_loss_series(full_run):
     proc, output = full_run
     case = '%s_bs16_1p_acc' % NETWORK
@@ -101,6 +103,7 @@ def test_full_script_summary_and_loss_series(full_run):
     assert 'Final Train Accuracy : %s' % values['TrainAccuracy'] in proc.stdout
 
 
+@pytest.mark.slow
 def test_full_script_plots_and_checkpoints(full_run, workspace):
     _, output = full_run
     for step in (150, 300):
@@ -115,6 +118,7 @@ def test_full_script_plots_and_checkpoints(full_run, workspace):
     assert not [p for p in os.listdir(str(output)) if p.endswith('.tmp')]
 
 
+@pytest.mark.slow
 def test_performance_script_resumes_and_reports(resumed_perf_run, workspace):
     proc, output = resumed_perf_run
     assert re.search(r'resumed from .*model\.ckpt-300 at step 300', proc.stdout)
@@ -128,6 +132,7 @@ def test_performance_script_resumes_and_reports(resumed_perf_run, workspace):
     assert (workspace['ckpt'] / 'model.ckpt-320.index').exists()
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(resumed_perf_run, workspace):
     ckpt = workspace['ckpt']
     state_before = (ckpt / 'checkpoint').read_text()
