@@ -1,13 +1,14 @@
 # make demo   - virtualenv, tiny synthetic data, each model's performance script
 # make test   - virtualenv with the test extras, then the whole pytest suite
 # make test-fast - the suite without the slow and multi-worker tests (under 5 min on 2 cores)
+# make lint   - ruff (ruff.toml); part of make test
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test test-fast bench ablations venv clean
+.PHONY: all demo lint test test-fast bench ablations venv clean
 
 all: demo
 
@@ -27,7 +28,10 @@ PYTEST_EXIT = rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[Error] pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	@$(PY) -m pytest ci/tests $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 # The markers are registered in pytest.ini.

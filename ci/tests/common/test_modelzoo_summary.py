@@ -90,7 +90,8 @@ FAKE_TEST_SCRIPT = textwrap.dedent('''\
     train_steps=5
     modelzoo_parse_args "$@"
     modelzoo_prepare_output
-    modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" "$result_json" "${{extra_args[@]}}"
+    modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" \\
+        "$result_json" "${{extra_args[@]}}"
     modelzoo_finish perf
     ''')
 

@@ -142,8 +142,8 @@ FACE_ROWS = [
      '[Error] this run would train 1 step(s); FPS needs at least 2 (the first compiles the '
      'graph)'),
     ('training already complete', f_complete_checkpoint,
-     '[Error] {root}/ckpt/model.ckpt-100: training is already complete (step 100 of 2 for 1 '
-     'epochs); raise --epochs or use another --ckpt_path'),
+     '[Error] {root}/ckpt/model.ckpt-100: training is already complete (step 100 of 2); '
+     'raise --epochs or use another --ckpt_path'),
     ('checkpoint data truncated', f_truncated_checkpoint,
      '[Error] {root}/ckpt/model.ckpt-100: checkpoint is damaged or truncated (...)'),
     ('checkpoint of another model', f_foreign_checkpoint,

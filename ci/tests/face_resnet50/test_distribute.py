@@ -123,19 +123,19 @@ def reference_weights(resnet):
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cacd'))
     cacd.make_cacd_dataset(root, identities=IDENTITIES, images_per_identity=PER_IDENTITY)
-    train_resnet = import_model_module(MODEL, 'TrainResNet')
-    labels, names = train_resnet.utils.read_labels_and_names(
+    train_graph = import_model_module(MODEL, 'train_graph')
+    labels, names = train_graph.utils.read_labels_and_names(
         *[f.split('=', 1)[1] for f in data_flags(root)[:2]])
     # Built here once: the workers share it.
-    train_resnet.utils.open_or_build_cache(data_flags(root)[2].split('=', 1)[1], names,
-                                           os.path.join(root, 'CACD2000_Crop')).close()
+    train_graph.utils.open_or_build_cache(data_flags(root)[2].split('=', 1)[1], names,
+                                          os.path.join(root, 'CACD2000_Crop')).close()
     weights_path = os.path.join(root, 'weights.npy')
-    np.save(weights_path, reference_weights(train_resnet.ResNet), allow_pickle=True)
+    np.save(weights_path, reference_weights(train_graph.ResNet), allow_pickle=True)
     script = os.path.join(root, 'worker.py')
     with open(script, 'w') as f:
         f.write(WORKER.format(model=model_dir(MODEL), repo=REPO_ROOT))
     return {'root': root, 'weights': weights_path, 'script': script, 'labels': labels,
-            'module': train_resnet}
+            'module': train_graph}
 
 
 @pytest.fixture(scope='module')

@@ -21,7 +21,8 @@ import scipy.io as scio
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import cacd
 from common.io_utils import InputError
-from common.modelzoo_summary import SUMMARY_KEYS, read_summary
+from common.modelzoo_summary import SUMMARY_KEYS
+from common.run_control import DivergedError
 
 MODEL = 'Face-ResNet50_ID1372'
 NETWORK = 'Face-ResNet50_ID1372_for_TensorFlow'
@@ -171,20 +172,20 @@ def test_feature_extraction_writes_mat(full_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, train_module, tmp_path,
-                                                        capsys):
+def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, train_module, tmp_path):
     root = full_run['root']
     ckpt = copy_ckpt(full_run, tmp_path)
     before = ckpt_state(ckpt)
-    status = train_module.main([
-        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
-        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
-        '--train_data_path', os.path.join(root, 'train_data', '1200_data.npy'),
-        '--ckpt_path', ckpt, '--epochs', '4'] + SHORT_RUN + ['--learning_rate=1e30'])
-    assert status == 1
-    assert re.search(r'^\[Error\] the loss became (nan|inf) at epoch 3 batch \d; training '
-                     r'stopped\. Last good checkpoint: %s$' % re.escape(
-                         os.path.join(ckpt, 'model.ckpt-6')), capsys.readouterr().err, re.M)
+    with pytest.raises(DivergedError) as error:
+        train_module.main([
+            '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+            '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+            '--train_data_path', os.path.join(root, 'train_data', '1200_data.npy'),
+            '--ckpt_path', ckpt, '--epochs', '4'] + SHORT_RUN + ['--learning_rate=1e30'])
+    # Resumed at step 6 of 3-step epochs: epoch 3 is steps 7..9.
+    assert re.match(r'^%s: the loss became (nan|inf) at step [789]; training stopped\. Last '
+                    r'good checkpoint: %s$' % (re.escape(ckpt), re.escape(
+                        os.path.join(ckpt, 'model.ckpt-6'))), str(error.value))
     assert ckpt_state(ckpt) == before
 
 

@@ -126,15 +126,16 @@ def test_gitloss_killed_anywhere_resumes_and_finishes(tmp_path):
                              'checkpoint write', 'plot write'])
     print('kill points: %s' % kills.points)
 
-    # A diverging run stops with [Error], exit 1, the last checkpoint intact.
+    # A diverging run stops with [Error], exit 3, the last checkpoint intact.
     files_before = dict((name, os.path.getmtime(os.path.join(ckpt, name)))
                         for name in os.listdir(ckpt))
     training = Training(gitloss_command(data, ckpt, out, GITLOSS_STEPS + 30,
                                         '--learning_rate=1e30'))
     status, output = training.finish()
-    assert status == 1, output[-3000:]
-    assert re.search(r'^\[Error\] training loss is (nan|inf) at step \d+: stopped; last good '
-                     r'checkpoint: .*model\.ckpt-%d$' % GITLOSS_STEPS, output, re.M), output[-2000:]
+    assert status == 3, output[-3000:]
+    assert re.search(r'^\[Error\] .*: the loss became (nan|inf) at step \d+; training stopped\. '
+                     r'Last good checkpoint: .*model\.ckpt-%d$' % GITLOSS_STEPS, output, re.M), \
+        output[-2000:]
     assert dict((name, os.path.getmtime(os.path.join(ckpt, name)))
                 for name in os.listdir(ckpt)) == files_before
     assert_restores(ckpt, GITLOSS_STEPS)

@@ -141,9 +141,9 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(resumed_perf_run
                 '--train_steps=360', '--learning_rate=1e30', '--ckpt_path=%s' % ckpt,
                 '--batch_size=16', '--validation_size=500'])
     # The template tees the script's stderr into its stdout and the log.
-    assert proc.returncode == 1
-    assert re.search(r'\[Error\] training loss is nan at step 3\d\d: stopped; last good '
-                     r'checkpoint: .*model\.ckpt-320', proc.stdout)
+    assert proc.returncode == 3
+    assert re.search(r'\[Error\] %s: the loss became nan at step 3\d\d; training stopped\. '
+                     r'Last good checkpoint: .*model\.ckpt-320' % re.escape(str(ckpt)), proc.stdout)
     assert (ckpt / 'checkpoint').read_text() == state_before
     output = workspace['model'] / 'test' / 'output' / '0'
     assert not list(output.glob('*_perf.log'))

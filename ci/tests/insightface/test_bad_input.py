@@ -260,31 +260,6 @@ def test_evaluation_and_export_inputs(faces):
     assert user_files(faces) == before
 
 
-class FakeError(object):
-    def __init__(self, message):
-        self.message = message
-
-
-@pytest.mark.parametrize('message, reason', [
-    ('Graph execution error:\n\nDetected at node \'IteratorGetNext\' defined at (most recent '
-     'call last):\n    File "train_nets.py", line 9, in <module>\n      values = run()\n'
-     'Node: \'IteratorGetNext\'\ncorrupted record at 12\n\t [[{{node IteratorGetNext}}]]',
-     'corrupted record at 12'),
-    ('jpeg::Uncompress failed\n\t [[{{node DecodeJpeg}}]]\n\t [[node IteratorGetNext (defined '
-     'at train_nets.py:9) ]]\n\nOriginal stack trace for \'IteratorGetNext\':\n  File "x.py"',
-     'jpeg::Uncompress failed'),
-    ('2 root error(s) found.\n  (0) Invalid argument: Received a label value of 2 which is '
-     'outside the valid range of [0, 2).\n\t [[node x]]\n  (1) Invalid argument: other',
-     'Received a label value of 2 which is outside the valid range of [0, 2).'),
-    ('Restoring from checkpoint failed. This is most likely due to a Variable name or other '
-     'graph key that is missing from the checkpoint. Original error:\n\nGraph execution '
-     'error:\n\nKey w not found in checkpoint\n\t [[{{node save/RestoreV2}}]]',
-     'Key w not found in checkpoint'),
-], ids=['TF 2 input pipeline', 'TF 1.15 input pipeline', 'several root errors', 'restore'])
-def test_the_reason_line_of_tensorflow_errors(message, reason):
-    assert train_nets.tf_reason(FakeError(message)) == reason
-
-
 @pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=SCRIPT_ROW_IDS)
 def test_script_argument_errors(tmp_path, args, message):
     check_script_argument_error(tmp_path, 'InsightFace_TF', args, message)

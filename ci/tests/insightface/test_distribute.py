@@ -180,6 +180,7 @@ def reference_run(initial, batches):
     i's part of each step (see the module docstring); the final variables."""
     train_nets = import_model_module(MODEL, 'train_nets')
     args = train_nets.check_args(train_nets.build_parser().parse_args(FLAGS))
+    train_graph = import_model_module(MODEL, 'train_graph')
     config = build_device_config('cpu', 'must_keep_origin_dtype', log=False)
     config.session_config.device_count['CPU'] = WORKERS
     with tf.Graph().as_default():
@@ -189,10 +190,13 @@ def reference_run(initial, batches):
             images = tf.placeholder(tf.float32, [WORKERS * BATCH, IMAGE, IMAGE, 3])
             labels = tf.placeholder(tf.int64, [WORKERS * BATCH])
             learning_rate = tf.train.piecewise_constant(
-                global_step, train_nets.lr_boundaries(args.lr_steps, args.batch_size),
+                global_step, train_graph.lr_boundaries(args.lr_steps, args.batch_size),
                 args.lr_values)
             optimizer = tf.train.MomentumOptimizer(learning_rate, args.momentum)
-            train_op, _, _ = dp.minimize(optimizer, train_nets.make_model_fn(args),
+            model_fn = train_graph.make_model_fn(
+                train_graph.inference.network_spec(args), train_graph.loss_spec(args),
+                args.weight_deacy, args.keep_prob)
+            train_op, _, _ = dp.minimize(optimizer, model_fn,
                                          (images, labels), global_step)
             # Variable.load does not take mirrored variables: assign every
             # copy. The momentum slots start at zero.
