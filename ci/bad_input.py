@@ -24,13 +24,13 @@ def error_line(main, argv):
 
 
 def assert_message(line, expected, root):
-    """``line`` is ``expected`` with ``{root}`` filled in; an ``expected``
-    ending in ``(...)`` stands for a library's own words in parentheses."""
+    """``line`` is ``expected`` with ``{root}`` filled in; ``(...)`` in
+    ``expected`` stands for a library's own words in parentheses."""
     expected = expected.replace('{root}', str(root))
-    if expected.endswith('(...)'):
-        # The library's own words stand in the parentheses.
-        prefix = expected[:-len('(...)')]
-        assert line.startswith(prefix) and line.endswith(')') and '\n' not in line, line
+    if '(...)' in expected:
+        prefix, suffix = expected.split('(...)', 1)
+        assert line.startswith(prefix + '(') and line.endswith(')' + suffix) and \
+            '\n' not in line, line
     else:
         assert line == expected
 

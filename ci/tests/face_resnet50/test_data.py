@@ -182,9 +182,10 @@ def test_pickled_npy_files_admit_only_arrays(utils, tmp_path):
     loaded = utils.read_reference_weights(str(tmp_path / 'w.npy'))
     np.testing.assert_array_equal(loaded['conv1'][0], weights['conv1'][0])
     # The reference's files are Python 2 pickles (protocol 2) from numpy 1.x,
-    # which names its reconstructor numpy.core.multiarray.
+    # which names its reconstructor numpy.core.multiarray (numpy 2 writes
+    # numpy._core.multiarray).
     stream = pickle.dumps(np.array(weights, dtype=object), protocol=2)
-    assert b'numpy._core.multiarray' in stream
+    assert b'numpy._core.multiarray' in stream or b'numpy.core.multiarray' in stream
     with open(str(tmp_path / 'w1.npy'), 'wb') as f:
         np.lib.format.write_array_header_1_0(
             f, {'descr': '|O', 'fortran_order': False, 'shape': ()})

@@ -108,7 +108,8 @@ GITLOSS_ROWS = [
     ('--learning_rate inf', g_flag('--learning_rate=inf'),
      '[Error] --learning_rate: must be a positive number, got inf'),
     ('checkpoint of another model', g_foreign_checkpoint,
-     '[Error] {root}/../ckpt/model.ckpt-5: checkpoint does not match this model (...)'),
+     '[Error] {root}/../ckpt/model.ckpt-5: checkpoint has no readable global_step (...); use '
+     'another --ckpt_path'),
 ]
 
 
@@ -133,8 +134,8 @@ def test_gitloss_checkpoint_already_at_steps_and_truncated_checkpoint(mnist):
     ckpt = mnist.parent / 'ckpt'
     before = user_files(ckpt)
     assert error_line(gitloss.main, argv) == (
-        '[Error] %s: the checkpoint is already at step 2 and --steps is 2: nothing to train '
-        '(raise --steps or use another --ckpt_path)' % ckpt)
+        '[Error] %s: training is already complete (step 2 of 2); raise --steps or use '
+        'another --ckpt_path' % (ckpt / 'model.ckpt-2'))
     data = ckpt / 'model.ckpt-2.data-00000-of-00001'
     write(data, before[str(data)][:1000])
     line = error_line(gitloss.main, gitloss_argv(mnist, '--steps=4'))

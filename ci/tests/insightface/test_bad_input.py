@@ -166,7 +166,7 @@ TRAIN_ROWS = [
     ('.bin odd image count', bin_content(lambda root: python2_pickle([b'x'] * 3, [True])),
      '[Error] {root}/lfw.bin: odd number of images (3); pairs need 2 images each'),
     ('--ckpt_path a file', lambda root: write(root / 'ckpt', b'not a folder'),
-     '[Error] {root}/ckpt: exists and is not a folder'),
+     '[Error] {root}/ckpt: --ckpt_path must be a folder, but this is a file'),
     ('checkpoint already at --max_steps',
      foreign_checkpoint(2, {'global_step': np.int64(2)}),
      '[Error] %s: training is already complete (step 2 of 2); raise --max_steps/--epoch or '
