@@ -98,6 +98,7 @@ def copy_ckpt(full_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_full_run_learns_and_reports(full_run, device_id):
     values, keys, losses = summary_of(full_run['files'], 'acc')
     assert keys == list(SUMMARY_KEYS)
@@ -129,6 +130,7 @@ def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_path):
     ckpt = copy_ckpt(full_run, tmp_path)
     cache_path = os.path.join(full_run['root'], 'train_data', '1200_data.npy')
@@ -149,6 +151,7 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_feature_extraction_writes_mat(full_run, tmp_path):
     root = full_run['root']
     output = str(tmp_path / 'resnet_feature.mat')

@@ -61,6 +61,7 @@ def resumed_perf_run(full_run, workspace):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_full_script_logs_the_reference_lines_and_learns(full_run):
     proc, output = full_run
     lines = LOG_LINE.findall(proc.stdout)
@@ -83,6 +84,7 @@ def test_full_script_logs_the_reference_lines_and_learns(full_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_full_script_summary_and_loss_series(full_run):
     proc, output = full_run
     case = '%s_bs16_1p_acc' % NETWORK
@@ -104,6 +106,7 @@ def test_full_script_summary_and_loss_series(full_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_full_script_plots_and_checkpoints(full_run, workspace):
     _, output = full_run
     for step in (150, 300):
@@ -119,6 +122,7 @@ def test_full_script_plots_and_checkpoints(full_run, workspace):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_performance_script_resumes_and_reports(resumed_perf_run, workspace):
     proc, output = resumed_perf_run
     assert re.search(r'resumed from .*model\.ckpt-300 at step 300', proc.stdout)
