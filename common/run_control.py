@@ -41,10 +41,11 @@ def checkpoint_global_step(checkpoint):
     """The ``global_step`` stored in ``checkpoint``; InputError if unreadable."""
     try:
         return int(tf.train.load_variable(checkpoint, 'global_step'))
-    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as e:
+        # The checkpoint reader says IndexError for a data file cut short.
         raise InputError(checkpoint, 'checkpoint is damaged or truncated (%s)'
                          % str(e).splitlines()[0])
-    except (tf.errors.OpError, IndexError, ValueError) as e:
+    except (tf.errors.OpError, ValueError) as e:
         raise InputError(checkpoint, 'checkpoint has no readable global_step (%s); use '
                                      'another --ckpt_path' % str(e).splitlines()[0])
 

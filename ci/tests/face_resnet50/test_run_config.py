@@ -21,6 +21,10 @@ MODEL = 'Face-ResNet50_ID1372'
 SHORT_RUN = ['--batch_size=6', '--learning_rate=0.001', '--bn_decay=0.5', '--val_fraction=0.25']
 IDENTITIES, PER_IDENTITY = 3, 8  # 18 training images: 3 steps per epoch; 6 held out
 
+# Trains the real ResNet-50 (about 30 s); the training script must keep
+# writing its run config on TF 1.15 too.
+pytestmark = [pytest.mark.slow, pytest.mark.tf115]
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):

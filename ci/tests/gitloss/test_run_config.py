@@ -15,6 +15,8 @@ from ci.synthetic import mnist as synthetic
 MODEL = 'Gitloss_ID1277'
 FLAGS = ['--batch_size=16', '--learning_rate=0.002', '--validation_size=500',
          '--update_centers=20', '--device=cpu']
+# Two short trainings (about 35 s); on TF 1.15 too.
+pytestmark = [pytest.mark.slow, pytest.mark.tf115]
 VALID_ACC = re.compile(r'^Step: (\d+), .* Valid_Acc: (\d\.\d{4}) ,', re.M)
 
 

@@ -25,9 +25,11 @@ from ci.model_workspace import copy_model_alone
 from ci.synthetic import insightface as synthetic
 from common.io_utils import InputError
 
-# The README's export converts to ONNX (InsightFace_TF/requirements-deploy.txt).
+# The README's export converts to ONNX (InsightFace_TF/requirements-deploy.txt;
+# not on Python 3.7 / TF 1.15). About 10 minutes on 2 busy cores.
 pytest.importorskip('tf2onnx')
 pytest.importorskip('onnxruntime')
+pytestmark = pytest.mark.slow
 
 MODEL = 'InsightFace_TF'
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(

@@ -23,6 +23,9 @@ from ci.model_workspace import copy_model_alone, run_as_user, snapshot_output
 from ci.synthetic import insightface as synthetic
 from common.modelzoo_summary import SUMMARY_KEYS, read_summary
 
+# Every test here uses a full script run (full_run: about 90 s) or is one.
+pytestmark = pytest.mark.slow
+
 tf.disable_v2_behavior()
 
 NETWORK = 'InsightFace_TF_for_TensorFlow'
@@ -79,6 +82,7 @@ def resumed_perf_run(full_run, workspace):
     return proc, snapshot_output(workspace['model'], 'perf_output')
 
 
+@pytest.mark.tf115
 def test_full_run_logs_the_reference_lines_and_learns(full_run):
     proc, _ = full_run
     lines = LOG_LINE.findall(proc.stdout)
@@ -113,6 +117,7 @@ def test_full_run_validates_saves_and_keeps_the_history(full_run, workspace):
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(str(output / 'summary')))
 
 
+@pytest.mark.tf115
 def test_full_run_summary_is_complete(full_run):
     proc, output = full_run
     pairs = read_summary(str(output / ('%s_bs8_1p_acc.log' % NETWORK)))
@@ -126,6 +131,7 @@ def test_full_run_summary_is_complete(full_run):
     assert 'Final Performance images/sec : ' in proc.stdout
 
 
+@pytest.mark.tf115
 def test_performance_run_resumes_the_step_count(resumed_perf_run, workspace):
     proc, output = resumed_perf_run
     assert 'Resuming from' in proc.stdout and 'at step 16' in proc.stdout
@@ -136,6 +142,7 @@ def test_performance_run_resumes_the_step_count(resumed_perf_run, workspace):
     assert float(summary['ActualFPS']) > 0 and float(summary['TrainAccuracy']) > 0.5
 
 
+@pytest.mark.tf115
 def test_eval_ckpt_file_reports_each_checkpoint(full_run, workspace):
     proc = must_pass(run([sys.executable, str(workspace['model'] / 'eval_ckpt_file.py'),
                           '--ckpt_file=%s' % (workspace['ckpt'] / 'InsightFace_iter_'),
@@ -160,6 +167,7 @@ def test_eval_ckpt_file_refuses_a_wrong_class_count(full_run, workspace):
         'was trained for 6 identities (arcface_loss/embedding_weights), not --num_output=7')
 
 
+@pytest.mark.tf115
 def test_export_gives_the_checkpoint_embeddings(full_run, workspace, tmp_path):
     out = tmp_path / 'export'
     must_pass(run([sys.executable, str(workspace['model'] / 'export_model.py'),
@@ -175,7 +183,7 @@ def test_export_gives_the_checkpoint_embeddings(full_run, workspace, tmp_path):
             inference.restore_network(sess, tf.train.latest_checkpoint(str(workspace['ckpt'])))
             expected = sess.run(embedding, {placeholder: images})
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    with tf.Graph().as_default() as graph:
+    with tf.Graph().as_default():
         graph_def = tf.GraphDef()
         with open(str(out / 'insightface_r50.pb'), 'rb') as f:
             graph_def.ParseFromString(f.read())
@@ -220,7 +228,8 @@ def test_a_diverging_run_stops_and_keeps_the_last_checkpoint(resumed_perf_run, w
                 '--ckpt_path=%s' % ckpt] + TRAIN_ARGS + ['--lr_values=1e30,1e30,1e30,1e30'])
     assert proc.returncode == 3
     # The script shows the training's stderr in its own output (tee).
-    message = [line for line in proc.stdout.splitlines() if line.startswith('[Error] the loss')]
+    message = [line for line in proc.stdout.splitlines()
+               if line.startswith('[Error] %s: the loss became' % ckpt)]
     assert message and message[0].endswith('Last good checkpoint: %s'
                                            % (ckpt / 'InsightFace_iter_20.ckpt'))
     after = {n: os.path.getmtime(str(ckpt / n)) for n in os.listdir(str(ckpt))}
