@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO_ROOT, 'InsightFace_TF', 'README.md')
@@ -75,11 +76,13 @@ def run_walkthrough(home, python=sys.executable, echo=False):
         if echo:
             print('\n$ %s' % command)
             sys.stdout.flush()
+        started = time.time()
         done = subprocess.run(['bash', '-c', command], cwd=folder, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
         if echo:
             print(done.stdout, end='')
+            print('(%.1f s)' % (time.time() - started))
         results.append((command, done))
         if done.returncode != 0:
             if echo:
