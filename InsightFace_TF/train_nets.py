@@ -100,17 +100,16 @@ def build_parser(description=__doc__.split('\n')[0]):
 
 
 def default_num_output(args):
-    """--num_output when not given: the classes of class_counts.txt beside
-    the TFRecords (the converters write it), else the reference's 85164."""
+    """(--num_output, where from) when it is not given: the classes of
+    class_counts.txt beside the TFRecords (the converters write it), else
+    the reference's 85164."""
     counts = None if args.synthetic_input else \
         train_dataset.read_class_counts(args.tfrecords_file_path)
     if counts is None:
-        return REFERENCE_NUM_OUTPUT
-    print('--num_output=%d from %s (labels %d..%d)'
-          % (max(counts) + 1, os.path.join(args.tfrecords_file_path,
-                                           train_dataset.CLASS_COUNTS_NAME),
-             min(counts), max(counts)))
-    return max(counts) + 1
+        return REFERENCE_NUM_OUTPUT, None
+    return max(counts) + 1, '%s (labels %d..%d)' % (
+        os.path.join(args.tfrecords_file_path, train_dataset.CLASS_COUNTS_NAME),
+        min(counts), max(counts))
 
 
 def check_labels(args, data):
@@ -137,8 +136,9 @@ def check_labels(args, data):
 
 
 def check_args(args):
+    args.num_output_from = None
     if args.num_output is None:
-        args.num_output = default_num_output(args)
+        args.num_output, args.num_output_from = default_num_output(args)
     for flag in ('epoch', 'batch_size', 'num_output', 'saver_maxkeep', 'buffer_size',
                  'summary_interval', 'ckpt_interval', 'validate_interval',
                  'show_info_interval'):
@@ -320,6 +320,8 @@ def start_session(sess, dp, ops, plan):
 
 def train(args, dp, device_config):
     """Everything after the flags: plan -> graph -> session loop -> summary."""
+    if getattr(args, 'num_output_from', None):
+        print('--num_output=%d from %s' % (args.num_output, args.num_output_from))
     data = plan_data(args, dp)
     if not args.synthetic_input:
         check_labels(args, data)
