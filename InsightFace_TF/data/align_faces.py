@@ -48,7 +48,8 @@ PROBLEMS = collections.OrderedDict([
 ])
 
 # One photo to align: its path under input_dir, the output path under
-# output_dir, and its landmarks from the list (None: detect them).
+# output_dir, and its landmarks: (5, 2) from the list, None to detect them,
+# False when a landmark list is given but has no line for the photo.
 Task = collections.namedtuple('Task', 'path output points')
 # What became of it: the files written (relative to output_dir), notes
 # [(problem, detail)] for the report, seconds spent finding landmarks.
@@ -87,8 +88,10 @@ def parse_args(argv):
         if getattr(args, flag) < 1:
             raise InputError(None, '--%s must be at least 1, got %d'
                              % (flag, getattr(args, flag)))
-    if os.path.abspath(args.input_dir) == os.path.abspath(args.output_dir):
-        raise InputError(args.output_dir, 'must differ from --input_dir')
+    source, target = os.path.abspath(args.input_dir), os.path.abspath(args.output_dir)
+    if target == source or target.startswith(source + os.sep):
+        # inside, the crops would be taken for an identity folder next time
+        raise InputError(args.output_dir, 'must not be --input_dir or a folder inside it')
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise InputError(args.output_dir, 'output path exists and is not a folder')
     args.report = args.report or os.path.join(args.output_dir, REPORT_NAME)

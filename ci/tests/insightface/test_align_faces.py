@@ -275,6 +275,9 @@ def test_bad_landmark_lists(listed):
                  % (landmarks, photos))
     assert_error(run_align('--input_dir', photos / 'none', '--output_dir', out),
                  '[Error] %s: image folder does not exist' % (photos / 'none'))
+    assert_error(run_align('--input_dir', photos, '--output_dir', photos / 'aligned'),
+                 '[Error] %s: must not be --input_dir or a folder inside it'
+                 % (photos / 'aligned'))
     assert not out.exists()
 
 
