@@ -1,12 +1,14 @@
 # make demo   - virtualenv, tiny synthetic data, each model's performance script
 # make test   - virtualenv with the test extras, then the whole pytest suite
+# make test-fast - the suite without the slow and multi-worker tests (under 5 min on 2 cores)
+# make lint   - ruff (ruff.toml); part of make test
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo test bench ablations venv clean
+.PHONY: all demo lint test test-fast bench ablations venv clean
 
 all: demo
 
@@ -22,10 +24,19 @@ demo: $(STAMP)
 	$(PY) ci/demo.py
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
-test: $(STAMP)
-	@$(PY) -m pytest ci/tests $(PYTEST_ARGS); rc=$$?; \
+PYTEST_EXIT = rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "[Error] pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	@$(PY) -m pytest ci/tests $(PYTEST_ARGS); $(PYTEST_EXIT)
+
+# The markers are registered in pytest.ini.
+test-fast: $(STAMP)
+	@$(PY) -m pytest ci/tests -m "not slow and not multiworker" $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 clean:
 	rm -rf $(VENV) build

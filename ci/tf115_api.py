@@ -99,7 +99,7 @@ def _compat_v1_aliases(tree):
     return aliases
 
 
-def _attribute_chain(node):
+def attribute_chain(node):
     """['tf', 'nn', 'conv2d'] for tf.nn.conv2d; None if not rooted at a name."""
     parts = []
     while isinstance(node, ast.Attribute):
@@ -143,7 +143,7 @@ def check_source(source, path, api):
                                     % (path, node.lineno, missing))
         if not aliases or not isinstance(node, ast.Attribute):
             continue
-        chain = _attribute_chain(node)
+        chain = attribute_chain(node)
         if chain and chain[0] in aliases:
             missing = _missing_symbol(chain[1:], api)
             if missing:

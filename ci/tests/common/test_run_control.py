@@ -131,13 +131,20 @@ class FakeError(object):
 
 
 @pytest.mark.parametrize('message, reason', [
-    ('Graph execution error:\n\nDetected at node IteratorGetNext defined at:\n  File "x.py"\n'
-     'assertion failed: [label value 9 out of range]\n', 'assertion failed: [label value 9 '
-     'out of range]'),
-    ('2 root error(s) found.\n  (0) INVALID_ARGUMENT: Input to reshape is a tensor with 10 '
-     'values\n\t [[node Reshape]]\n  (1) INVALID_ARGUMENT: the same\n',
-     'Input to reshape is a tensor with 10 values'),
-    ('plain reason', 'plain reason'),
-])
-def test_tf_reason_picks_the_line_that_says_what_went_wrong(message, reason):
+    ('Graph execution error:\n\nDetected at node \'IteratorGetNext\' defined at (most recent '
+     'call last):\n    File "train_nets.py", line 9, in <module>\n      values = run()\n'
+     'Node: \'IteratorGetNext\'\ncorrupted record at 12\n\t [[{{node IteratorGetNext}}]]',
+     'corrupted record at 12'),
+    ('jpeg::Uncompress failed\n\t [[{{node DecodeJpeg}}]]\n\t [[node IteratorGetNext (defined '
+     'at train_nets.py:9) ]]\n\nOriginal stack trace for \'IteratorGetNext\':\n  File "x.py"',
+     'jpeg::Uncompress failed'),
+    ('2 root error(s) found.\n  (0) Invalid argument: Received a label value of 2 which is '
+     'outside the valid range of [0, 2).\n\t [[node x]]\n  (1) Invalid argument: other',
+     'Received a label value of 2 which is outside the valid range of [0, 2).'),
+    ('Restoring from checkpoint failed. This is most likely due to a Variable name or other '
+     'graph key that is missing from the checkpoint. Original error:\n\nGraph execution '
+     'error:\n\nKey w not found in checkpoint\n\t [[{{node save/RestoreV2}}]]',
+     'Key w not found in checkpoint'),
+], ids=['TF 2 input pipeline', 'TF 1.15 input pipeline', 'several root errors', 'restore'])
+def test_the_reason_line_of_tensorflow_errors(message, reason):
     assert run_control.tf_reason(FakeError(message)) == reason

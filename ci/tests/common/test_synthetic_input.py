@@ -57,7 +57,7 @@ def test_flag_refuses_other_words(capsys):
 @pytest.mark.parametrize('folder, maker', [
     ('Gitloss_ID1277', 'ci.synthetic.mnist'),
     ('Face-ResNet50_ID1372', 'ci.synthetic.cacd'),
-    ('InsightFace_TF', 'ci.synthetic.insightface')])
+    pytest.param('InsightFace_TF', 'ci.synthetic.insightface', marks=pytest.mark.slow)])
 def test_performance_script_trains_on_synthetic_input(tmp_path, folder, maker):
     """The model copied out alone with common/, its ModelZoo performance
     script with --synthetic_input=true, as `make bench` runs it."""

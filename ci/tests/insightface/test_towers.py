@@ -22,6 +22,8 @@ from ci.model_import import import_model_module
 from common.distribute import DataParallel
 from common.npu_config import build_device_config
 
+pytestmark = pytest.mark.slow     # the updates fixture builds and steps LResNet50E-IR: ~100 s
+
 tf.disable_v2_behavior()
 
 HALF = 2          # images per replica
@@ -32,20 +34,20 @@ IMAGE = 32
 
 
 @pytest.fixture(scope='module')
-def train_nets():
-    return import_model_module('InsightFace_TF', 'train_nets')
+def train_graph():
+    return import_model_module('InsightFace_TF', 'train_graph')
 
 
-def step_args(train_nets):
-    args = train_nets.build_parser().parse_args([
-        '--net_depth=50', '--num_output=%d' % CLASSES, '--keep_prob=1.0',
-        '--lr_values=%s' % ','.join([str(LEARNING_RATE)] * 4)])
-    return train_nets.check_args(args)
+def model_fn(train_graph):
+    """LResNet50E-IR + ArcFace with train_nets.py's defaults, dropout off."""
+    network = train_graph.inference.NetworkSpec('L_Resnet_E_IR_fix_issue9', 50, 'ir',
+                                                [IMAGE, IMAGE])
+    loss = train_graph.LossSpec('arcface', CLASSES, None, None, 1.0, 0.2)
+    return train_graph.make_model_fn(network, loss, weight_decay=5e-4, keep_prob=1.0)
 
 
-def weight_deltas(train_nets, images, labels, towers, initial=None):
+def weight_deltas(train_graph, images, labels, towers, initial=None):
     """Trains one step; returns (initial values, trainable deltas, moving means)."""
-    args = step_args(train_nets)
     config = build_device_config('cpu', 'must_keep_origin_dtype', log=False)
     if towers > 1:
         config.session_config.device_count['CPU'] = towers
@@ -57,8 +59,8 @@ def weight_deltas(train_nets, images, labels, towers, initial=None):
             global_step = tf.train.get_or_create_global_step()
             optimizer = tf.train.MomentumOptimizer(LEARNING_RATE, 0.9)
             inputs = (tf.constant(images), tf.constant(labels))
-            train_op, _, _ = dp.minimize(optimizer, train_nets.make_model_fn(args), inputs,
-                                            global_step)
+            train_op, _, _ = dp.minimize(optimizer, model_fn(train_graph), inputs,
+                                         global_step)
             # Variable.load does not take mirrored variables: assign every copy.
             loaders = {}
             for v in tf.global_variables():
@@ -86,18 +88,18 @@ def max_relative_gap(deltas, expected):
 
 
 @pytest.fixture(scope='module')
-def updates(train_nets):
+def updates(train_graph):
     rng = np.random.RandomState(0)
     images = rng.uniform(-1, 1, (2 * HALF, IMAGE, IMAGE, 3)).astype(np.float32)
     labels = np.array([0, 3, 5, 2], np.int64)
     first, second = (images[:HALF], labels[:HALF]), (images[HALF:], labels[HALF:])
-    initial, on_first, mean_first = weight_deltas(train_nets, first[0], first[1], 1)
-    _, on_second, mean_second = weight_deltas(train_nets, second[0], second[1], 1, initial)
-    _, jittered, _ = weight_deltas(train_nets, first[0] * np.float32(1 + 1e-6), first[1], 1,
+    initial, on_first, mean_first = weight_deltas(train_graph, first[0], first[1], 1)
+    _, on_second, mean_second = weight_deltas(train_graph, second[0], second[1], 1, initial)
+    _, jittered, _ = weight_deltas(train_graph, first[0] * np.float32(1 + 1e-6), first[1], 1,
                                    initial)
-    _, towers, towers_mean = weight_deltas(train_nets, images, labels, 2, initial)
+    _, towers, towers_mean = weight_deltas(train_graph, images, labels, 2, initial)
     _, towers_equal, towers_equal_mean = weight_deltas(
-        train_nets, np.concatenate([first[0], first[0]]), np.concatenate([first[1], first[1]]),
+        train_graph, np.concatenate([first[0], first[0]]), np.concatenate([first[1], first[1]]),
         2, initial)
     return {'first': (on_first, mean_first), 'second': (on_second, mean_second),
             'towers': (towers, towers_mean), 'towers_equal': (towers_equal, towers_equal_mean),

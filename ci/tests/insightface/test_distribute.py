@@ -13,7 +13,7 @@ actually trained on (recorded from their input pipeline), in fp32
 (--precision_mode=must_keep_origin_dtype), dropout off (--keep_prob=1). The
 workers must end bit-identical to each other and equal to the reference
 within float tolerance (summation orders only). This step from a random
-initialisation is ill-conditioned (see test_insightface_towers.py: an input
+initialisation is ill-conditioned (see insightface/test_towers.py: an input
 scaled by 1 + 1e-6 moves the update by about 1%), so the tolerance is
 relative to the update: measured 0 here (bit-identical), bounded at 1e-2, far
 below what a wrong step gives (the sum of the parts' updates instead of their
@@ -180,6 +180,7 @@ def reference_run(initial, batches):
     i's part of each step (see the module docstring); the final variables."""
     train_nets = import_model_module(MODEL, 'train_nets')
     args = train_nets.check_args(train_nets.build_parser().parse_args(FLAGS))
+    train_graph = import_model_module(MODEL, 'train_graph')
     config = build_device_config('cpu', 'must_keep_origin_dtype', log=False)
     config.session_config.device_count['CPU'] = WORKERS
     with tf.Graph().as_default():
@@ -189,10 +190,13 @@ def reference_run(initial, batches):
             images = tf.placeholder(tf.float32, [WORKERS * BATCH, IMAGE, IMAGE, 3])
             labels = tf.placeholder(tf.int64, [WORKERS * BATCH])
             learning_rate = tf.train.piecewise_constant(
-                global_step, train_nets.lr_boundaries(args.lr_steps, args.batch_size),
+                global_step, train_graph.lr_boundaries(args.lr_steps, args.batch_size),
                 args.lr_values)
             optimizer = tf.train.MomentumOptimizer(learning_rate, args.momentum)
-            train_op, _, _ = dp.minimize(optimizer, train_nets.make_model_fn(args),
+            model_fn = train_graph.make_model_fn(
+                train_graph.inference.network_spec(args), train_graph.loss_spec(args),
+                args.weight_deacy, args.keep_prob)
+            train_op, _, _ = dp.minimize(optimizer, model_fn,
                                          (images, labels), global_step)
             # Variable.load does not take mirrored variables: assign every
             # copy. The momentum slots start at zero.
@@ -220,6 +224,8 @@ def relative_gap(values, expected, initial, names):
     return max(np.abs(values[n] - expected[n]).max() for n in names) / scale
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_two_workers_equal_the_towers_reference_and_each_other(two_workers):
     initial = [load_dump(os.path.join(two_workers, 'dump_%d_initial.npz' % i))
                for i in range(WORKERS)]
@@ -259,6 +265,8 @@ def test_two_workers_equal_the_towers_reference_and_each_other(two_workers):
     assert not set(read[0]) & set(read[1])
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_only_the_chief_writes_and_every_worker_evaluates(two_workers):
     chief = {name: sorted(os.listdir(worker_folder(two_workers, 0, name)))
              for name in ('ckpt', 'summary', 'logs')}
@@ -289,6 +297,8 @@ def test_only_the_chief_writes_and_every_worker_evaluates(two_workers):
     assert len(accuracy_lines[0]) == 3 and accuracy_lines[0] == accuracy_lines[1]
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_resume_then_a_killed_worker_stops_the_other(dataset, two_workers, tmp_path):
     """Both workers resume from the chief's folder (shared, as on one machine);
     SIGKILL on worker 1 makes worker 0 exit with the one-line error."""

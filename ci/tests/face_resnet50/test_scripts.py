@@ -21,7 +21,8 @@ import scipy.io as scio
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import cacd
 from common.io_utils import InputError
-from common.modelzoo_summary import SUMMARY_KEYS, read_summary
+from common.modelzoo_summary import SUMMARY_KEYS
+from common.run_control import DivergedError
 
 MODEL = 'Face-ResNet50_ID1372'
 NETWORK = 'Face-ResNet50_ID1372_for_TensorFlow'
@@ -70,6 +71,7 @@ def device_id():
     shutil.rmtree(os.path.join(model_dir(MODEL), 'test', 'output', name), ignore_errors=True)
 
 
+# The tests that use full_run are marked slow: the run takes 15-30 s on 2 cores.
 @pytest.fixture(scope='module')
 def full_run(tmp_path_factory, device_id):
     """train_full_1p.sh for 2 epochs on fresh JPEGs: builds the cache, trains, evaluates."""
@@ -95,6 +97,7 @@ def copy_ckpt(full_run, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_full_run_learns_and_reports(full_run, device_id):
     values, keys, losses = summary_of(full_run['files'], 'acc')
     assert keys == list(SUMMARY_KEYS)
@@ -113,6 +116,7 @@ def test_full_run_learns_and_reports(full_run, device_id):
     assert 'Final Train Accuracy : %s' % values['TrainAccuracy'] in full_run['stdout']
 
 
+@pytest.mark.slow
 def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
     root = full_run['root']
     names = np.load(os.path.join(root, 'label', 'name_1200.npy'))
@@ -124,6 +128,7 @@ def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
     assert os.listdir(os.path.join(root, 'train_data')) == ['1200_data.npy']
 
 
+@pytest.mark.slow
 def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_path):
     ckpt = copy_ckpt(full_run, tmp_path)
     cache_path = os.path.join(full_run['root'], 'train_data', '1200_data.npy')
@@ -143,6 +148,7 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
     assert 0 <= float(values['TrainAccuracy']) <= 1
 
 
+@pytest.mark.slow
 def test_feature_extraction_writes_mat(full_run, tmp_path):
     root = full_run['root']
     output = str(tmp_path / 'resnet_feature.mat')
@@ -165,20 +171,21 @@ def test_feature_extraction_writes_mat(full_run, tmp_path):
     assert os.listdir(str(tmp_path)) == ['resnet_feature.mat']
 
 
-def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, train_module, tmp_path,
-                                                        capsys):
+@pytest.mark.slow
+def test_divergence_stops_and_keeps_the_last_checkpoint(full_run, train_module, tmp_path):
     root = full_run['root']
     ckpt = copy_ckpt(full_run, tmp_path)
     before = ckpt_state(ckpt)
-    status = train_module.main([
-        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
-        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
-        '--train_data_path', os.path.join(root, 'train_data', '1200_data.npy'),
-        '--ckpt_path', ckpt, '--epochs', '4'] + SHORT_RUN + ['--learning_rate=1e30'])
-    assert status == 1
-    assert re.search(r'^\[Error\] the loss became (nan|inf) at epoch 3 batch \d; training '
-                     r'stopped\. Last good checkpoint: %s$' % re.escape(
-                         os.path.join(ckpt, 'model.ckpt-6')), capsys.readouterr().err, re.M)
+    with pytest.raises(DivergedError) as error:
+        train_module.main([
+            '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+            '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+            '--train_data_path', os.path.join(root, 'train_data', '1200_data.npy'),
+            '--ckpt_path', ckpt, '--epochs', '4'] + SHORT_RUN + ['--learning_rate=1e30'])
+    # Resumed at step 6 of 3-step epochs: epoch 3 is steps 7..9.
+    assert re.match(r'^%s: the loss became (nan|inf) at step [789]; training stopped\. Last '
+                    r'good checkpoint: %s$' % (re.escape(ckpt), re.escape(
+                        os.path.join(ckpt, 'model.ckpt-6'))), str(error.value))
     assert ckpt_state(ckpt) == before
 
 
@@ -322,6 +329,7 @@ def test_labels_outside_range(train_module, dataset):
                        r'label 0 at position 1 is outside 1\.\.3')
 
 
+@pytest.mark.slow
 def test_checkpoint_for_another_label_count(train_module, full_run, dataset, tmp_path):
     ckpt = copy_ckpt(full_run, tmp_path)
     argv = flags(dataset, '--label_num', '4')

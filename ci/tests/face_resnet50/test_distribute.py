@@ -123,19 +123,19 @@ def reference_weights(resnet):
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cacd'))
     cacd.make_cacd_dataset(root, identities=IDENTITIES, images_per_identity=PER_IDENTITY)
-    train_resnet = import_model_module(MODEL, 'TrainResNet')
-    labels, names = train_resnet.utils.read_labels_and_names(
+    train_graph = import_model_module(MODEL, 'train_graph')
+    labels, names = train_graph.utils.read_labels_and_names(
         *[f.split('=', 1)[1] for f in data_flags(root)[:2]])
     # Built here once: the workers share it.
-    train_resnet.utils.open_or_build_cache(data_flags(root)[2].split('=', 1)[1], names,
-                                           os.path.join(root, 'CACD2000_Crop')).close()
+    train_graph.utils.open_or_build_cache(data_flags(root)[2].split('=', 1)[1], names,
+                                          os.path.join(root, 'CACD2000_Crop')).close()
     weights_path = os.path.join(root, 'weights.npy')
-    np.save(weights_path, reference_weights(train_resnet.ResNet), allow_pickle=True)
+    np.save(weights_path, reference_weights(train_graph.ResNet), allow_pickle=True)
     script = os.path.join(root, 'worker.py')
     with open(script, 'w') as f:
         f.write(WORKER.format(model=model_dir(MODEL), repo=REPO_ROOT))
     return {'root': root, 'weights': weights_path, 'script': script, 'labels': labels,
-            'module': train_resnet}
+            'module': train_graph}
 
 
 @pytest.fixture(scope='module')
@@ -216,6 +216,8 @@ def reference_run(dataset, steps):
     return final, parts, costs
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_two_workers_equal_the_reference_and_each_other(dataset, two_workers):
     dumps = [load_dump(os.path.join(two_workers, 'dump_%d' % i)) for i in range(WORKERS)]
     reference, parts, costs = reference_run(dataset, steps=2)
@@ -252,6 +254,8 @@ def test_two_workers_equal_the_reference_and_each_other(dataset, two_workers):
                       if ' Batch Cost ' in line]
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_only_the_chief_writes(two_workers):
     assert sorted(os.listdir(os.path.join(two_workers, 'ckpt_0')))[:1] == ['checkpoint']
     assert any(n.startswith('model.ckpt-2.') for n in os.listdir(
@@ -268,6 +272,8 @@ def test_only_the_chief_writes(two_workers):
         assert ('Saved checkpoint' in log) == (index == 0)
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_resume_then_a_killed_worker_stops_the_other(dataset, two_workers, tmp_path):
     """Both workers resume from the chief's folder (shared, as on one machine);
     SIGKILL on worker 1 makes worker 0 exit with the one-line error."""

@@ -1,14 +1,14 @@
 """InsightFace_TF kill-and-resume: a RecordIO -> TFRecords conversion and a
 train_nets.py run (LResNet50E-IR, batch 4, a checkpoint every 2 steps up to
-the absolute step 6) SIGKILLed at six points, each followed by the same
+the absolute step 6) SIGKILLed at five points, each followed by the same
 command: the conversion never leaves a TFRecord file that training would
 take, and training resumes from the newest complete checkpoint, never goes
 back past it, finishes at step 6 and leaves a checkpoint that restores.
 
 The kill machinery (inotify folder watch, line-by-line process output,
-bounded retries for a kill inside a checkpoint write) is the one of
-test_reliability_kill_resume.py. A NaN/Inf loss is covered by
-test_insightface_train.py::test_a_diverging_run_stops_and_keeps_the_last_checkpoint.
+bounded retries for a kill inside a checkpoint write) is ci/kill_resume.py.
+A NaN/Inf loss is covered by
+insightface/test_scripts.py::test_a_diverging_run_stops_and_keeps_the_last_checkpoint.
 """
 import os
 import re
@@ -17,17 +17,18 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
+from ci.kill_resume import (HAVE_INOTIFY, FolderWatch, KillLog, Training, assert_restores,
+                            assert_state_is_complete, checkpoint_steps,
+                            kill_during_checkpoint_write, kill_on_created, state_step)
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import insightface as synthetic
 from common.io_utils import InputError
-import test_reliability_kill_resume as kill_resume
-from test_reliability_kill_resume import (FolderWatch, KillLog, Training, assert_restores,
-                                          assert_state_is_complete, checkpoint_steps,
-                                          kill_during_checkpoint_write, kill_on_created,
-                                          state_step)
 
-pytestmark = kill_resume.pytestmark     # Linux only (inotify), as the other kill tests
+pytestmark = [pytest.mark.skipif(not HAVE_INOTIFY,
+                                 reason='kill points are found with Linux inotify'),
+              pytest.mark.slow]
 
 MODEL = 'InsightFace_TF'
 CHECKPOINT = 'InsightFace_iter_%d.ckpt'
@@ -102,8 +103,8 @@ def test_insightface_killed_anywhere_resumes_and_finishes(tmp_path):
     kills = KillLog()
 
     # 1. In the middle of the RecordIO -> TFRecords conversion.
-    _, partial = kill_partway(convert_command(rec, idx, tfrecords), tfrecords, CONVERSION_TMP,
-                              PARTIAL_BYTES)
+    training, partial = kill_partway(convert_command(rec, idx, tfrecords), tfrecords,
+                                     CONVERSION_TMP, PARTIAL_BYTES)
     assert os.listdir(tfrecords) == [os.path.basename(partial)]
     written = os.path.getsize(partial)
     try:
@@ -112,7 +113,7 @@ def test_insightface_killed_anywhere_resumes_and_finishes(tmp_path):
     except InputError as error:
         assert str(error) == ('%s: no *.tfrecords / *.tfrecord* files in this folder (make '
                               'them with data/mx2tfrecords.py)' % tfrecords)
-    kills.add('conversion')
+    kills.add('conversion', training)
     status, output = Training(convert_command(rec, idx, tfrecords)).finish()
     assert status == 0, output[-3000:]
     files = train_dataset.tfrecord_files(tfrecords)
@@ -137,14 +138,14 @@ def test_insightface_killed_anywhere_resumes_and_finishes(tmp_path):
     _, output = training.finish()
     assert 'trainable parameters' not in output, output[-2000:]
     assert checkpoint_steps(ckpt, CHECKPOINT) == set() and state_step(ckpt, CHECKPOINT) is None
-    kills.add('graph build')
+    kills.add('graph build', training)
 
     # 3. Just after the first checkpoint: its index file was renamed into place.
-    _, name = kill_on_created(lambda: start(None), ckpt, re.compile(r'^checkpoint$'))
+    training, name = kill_on_created(lambda: start(None), ckpt, re.compile(r'^checkpoint$'))
     assert name == 'checkpoint'
     saved = assert_state_is_complete(ckpt, CHECKPOINT)
     assert saved == EVERY
-    kills.add('after checkpoint %d' % saved)
+    kills.add('after checkpoint %d' % saved, training)
 
     # 4. During a training step (the one after step 3, before its checkpoint).
     training = start(saved)
@@ -153,11 +154,11 @@ def test_insightface_killed_anywhere_resumes_and_finishes(tmp_path):
     _, output = training.finish()
     assert ', total_step %d, ' % (saved + 2) not in output
     assert assert_state_is_complete(ckpt, CHECKPOINT) == saved
-    kills.add('during a step')
+    kills.add('during a step', training)
 
     # 5. Inside the write of checkpoint 4 (TensorFlow's temporary file exists).
-    attempts = kill_during_checkpoint_write(start, ckpt, CHECKPOINT)
-    kills.add('checkpoint write', attempts)
+    attempts, training = kill_during_checkpoint_write(start, ckpt, CHECKPOINT)
+    kills.add('checkpoint write', training, attempts)
 
     # The same command, once more, runs to the end.
     resume_at = assert_state_is_complete(ckpt, CHECKPOINT)
@@ -171,5 +172,6 @@ def test_insightface_killed_anywhere_resumes_and_finishes(tmp_path):
     assert saves == list(range(resume_at + EVERY, STEPS + 1, EVERY))
     assert state_step(ckpt, CHECKPOINT) == STEPS
     assert_restores(ckpt, STEPS, CHECKPOINT)
-    assert len(kills.points) == 5
+    kills.assert_all_killed(['conversion', 'graph build', 'after checkpoint %d' % saved,
+                             'during a step', 'checkpoint write'])
     print('kill points: %s' % kills.points)

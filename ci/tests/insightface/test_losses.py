@@ -101,7 +101,8 @@ def test_logits_match_the_formulas(face_losses, loss_type, margins, build):
 def test_combined_with_no_margin_is_the_normalised_softmax(face_losses):
     embedding, weights, labels = random_case(2)
     logits, _ = logits_and_gradients(
-        lambda x, y, w_init: face_losses.combine_loss_val(x, y, w_init, CLASSES, 1.0, 0.0, 0.0, 64.0),
+        lambda x, y, w_init: face_losses.combine_loss_val(x, y, w_init, CLASSES, 1.0, 0.0, 0.0,
+                                                          64.0),
         embedding, weights, labels)
     expected = 64.0 * reference_logits('cosface', embedding, weights, labels, s=1.0, m=0.0)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)

@@ -10,8 +10,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from ci import ablations
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ci.model_import import REPO_ROOT
 
 
 def values_and_gradients(outputs, inputs, sess, feed):

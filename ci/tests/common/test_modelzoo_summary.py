@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
+from ci.model_import import REPO_ROOT
 from common import modelzoo_summary as ms
 from common.io_utils import InputError, atomic_write
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_summary_files_read_back(tmp_path, capsys):
@@ -90,7 +90,8 @@ FAKE_TEST_SCRIPT = textwrap.dedent('''\
     train_steps=5
     modelzoo_parse_args "$@"
     modelzoo_prepare_output
-    modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" "$result_json" "${{extra_args[@]}}"
+    modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" \\
+        "$result_json" "${{extra_args[@]}}"
     modelzoo_finish perf
     ''')
 
@@ -190,10 +191,21 @@ def test_meter_records_first_step_and_startup(tmp_path, monkeypatch):
     assert saved['first_step_s'] == 3.0 and saved['ready_s'] == 13.0 and saved['fps'] == 16.0
 
 
-def test_process_start_time_is_in_the_past():
+def test_process_start_time_is_when_the_process_was_launched():
+    """A child process that waits 2 s before importing the module reports
+    its own start: after the moment it was launched (less /proc/stat's
+    whole-second boot time, up to 1 s early), before the import (so not the
+    import-time fallback)."""
     import time
-    start = ms.process_start_time()
-    assert 0 <= time.time() - start < 3600
+    child = ('import time; time.sleep(2); imported = time.time(); '
+             'from common import modelzoo_summary as ms; '
+             'print(ms.process_start_time(), imported)')
+    launched = time.time()
+    out = subprocess.check_output([sys.executable, '-c', child], cwd=REPO_ROOT,
+                                  universal_newlines=True, timeout=60)
+    start, imported = (float(value) for value in out.split())
+    assert launched - 1.0 <= start <= min(launched + 1.5, imported - 0.5), \
+        (launched, start, imported)
 
 
 FAKE_8P_SCRIPT = textwrap.dedent('''\

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
+from ci.model_import import REPO_ROOT
 from ci.workers import loopback_workers
 from common import distribute
 from common.io_utils import InputError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # A toy linear model trained with common.distribute: small enough that the
 # 2-worker runs take seconds, but on the same code path as the recipes
@@ -113,6 +113,8 @@ def _finish(procs, timeout=150):
     return results
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_two_workers_equal_single_process_on_concatenated_batch(worker_script, tmp_path):
     steps, per_worker_batch = 6, 4
     procs = _start_cluster(worker_script, str(tmp_path / 'multi'), steps, per_worker_batch, 0)
@@ -141,6 +143,8 @@ def test_two_workers_equal_single_process_on_concatenated_batch(worker_script, t
     assert not os.path.exists(str(tmp_path / 'multi' / 'w1' / 'ckpt'))
 
 
+@pytest.mark.slow
+@pytest.mark.multiworker
 def test_killed_worker_stops_the_other_with_a_clear_error(worker_script, tmp_path):
     procs = _start_cluster(worker_script, str(tmp_path), 500, 2, 0.1)
     stepping = tmp_path / 'w1' / 'stepping'
@@ -195,6 +199,7 @@ def test_bad_cluster_environment(environ, message):
 LAUNCHER = os.path.join(REPO_ROOT, 'common', 'launch_workers.py')
 
 
+@pytest.mark.multiworker
 def test_launcher_runs_a_two_worker_job(worker_script, tmp_path):
     out = str(tmp_path / 'out')
     os.makedirs(out)

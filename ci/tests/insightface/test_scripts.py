@@ -23,6 +23,9 @@ from ci.model_workspace import copy_model_alone, run_as_user, snapshot_output
 from ci.synthetic import insightface as synthetic
 from common.modelzoo_summary import SUMMARY_KEYS, read_summary
 
+# Every test here uses a full script run (full_run: about 90 s) or is one.
+pytestmark = pytest.mark.slow
+
 tf.disable_v2_behavior()
 
 NETWORK = 'InsightFace_TF_for_TensorFlow'
@@ -175,7 +178,7 @@ def test_export_gives_the_checkpoint_embeddings(full_run, workspace, tmp_path):
             inference.restore_network(sess, tf.train.latest_checkpoint(str(workspace['ckpt'])))
             expected = sess.run(embedding, {placeholder: images})
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    with tf.Graph().as_default() as graph:
+    with tf.Graph().as_default():
         graph_def = tf.GraphDef()
         with open(str(out / 'insightface_r50.pb'), 'rb') as f:
             graph_def.ParseFromString(f.read())
@@ -220,7 +223,8 @@ def test_a_diverging_run_stops_and_keeps_the_last_checkpoint(resumed_perf_run, w
                 '--ckpt_path=%s' % ckpt] + TRAIN_ARGS + ['--lr_values=1e30,1e30,1e30,1e30'])
     assert proc.returncode == 3
     # The script shows the training's stderr in its own output (tee).
-    message = [line for line in proc.stdout.splitlines() if line.startswith('[Error] the loss')]
+    message = [line for line in proc.stdout.splitlines()
+               if line.startswith('[Error] %s: the loss became' % ckpt)]
     assert message and message[0].endswith('Last good checkpoint: %s'
                                            % (ckpt / 'InsightFace_iter_20.ckpt'))
     after = {n: os.path.getmtime(str(ckpt / n)) for n in os.listdir(str(ckpt))}

@@ -149,8 +149,8 @@ def test_wide_and_group_norm_variants(nets):
             assert variables['resnet_v1_50/E_DenseLayer/W'].shape.as_list() == [2 * 2 * 2048, 512]
             if net_name == 'L_Resnet_E_IR_GBN':
                 assert variables['resnet_v1_50/group_norm_0/scale'].shape.as_list() == [1, 64, 1, 1]
-                assert variables[unit + 'conv2_bn/GroupNorm/offset'].shape.as_list() == [1, 256, 1, 1]
-                assert variables[unit + 'shortcut_bn/BatchNorm/scale'].shape.as_list() == [1, 256, 1, 1]
+                for name in ('conv2_bn/GroupNorm/offset', 'shortcut_bn/BatchNorm/scale'):
+                    assert variables[unit + name].shape.as_list() == [1, 256, 1, 1]
                 assert variables['resnet_v1_50/E_GN_0/scale'].shape.as_list() == [1, 2048, 1, 1]
                 assert not [n for n in variables if 'moving_' in n or 'E_BN2' in n]
                 assert not tf.get_collection(tf.GraphKeys.UPDATE_OPS)
