@@ -5,7 +5,8 @@ Every run is the command line a user types. The crops are checked against
 computations made here, not by the tool: the landmarks of the ``mtcnn``
 package called directly, the least-squares similarity transform of
 scikit-image, the warp of OpenCV, and eye positions annotated by hand on the
-photographs (pupil centres read off an 8x enlargement).
+photographs (pupil centres read off an 8x enlargement). The runs of the
+detector (TensorFlow and three networks to start, 5-10 s each) are slow.
 """
 import os
 import subprocess
@@ -107,6 +108,7 @@ def mtcnn_points(image_bgr):
     return [points for _, points in sorted(faces, key=lambda f: -f[0])]
 
 
+@pytest.mark.slow
 def test_detector_aligns_the_portraits_onto_the_template(detected):
     photos, out, done = detected
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.png')) == \
@@ -137,6 +139,7 @@ def test_detector_aligns_the_portraits_onto_the_template(detected):
             assert np.linalg.norm(faces[0][0] - CAMERA_VISIBLE_EYE) < 1.0  # 0.6 px
 
 
+@pytest.mark.slow
 def test_detector_reports_no_face_several_faces_and_broken_photos(detected):
     photos, out, done = detected
     rows = report_rows(out / 'align_report.txt')
@@ -155,6 +158,7 @@ def test_detector_reports_no_face_several_faces_and_broken_photos(detected):
     assert np.abs(crop.astype(int) - warp(photo, fit_skimage(largest)).astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_all_faces_keeps_each_face(tmp_path):
     pytest.importorskip('mtcnn')
     photos = tmp_path / 'photos'

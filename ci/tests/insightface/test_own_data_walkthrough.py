@@ -3,7 +3,7 @@
 scikit-image's two portraits -> aligned crops -> TFRecords -> pairs ->
 LResNet50E-IR trained a few steps -> its verification accuracy on the pairs.
 (eval_ckpt_file.py reproducing a run's accuracy from its checkpoint is
-tested in test_insightface_train.py.)
+tested in test_scripts.py.) About 2 minutes on 2 cores: slow.
 """
 import re
 
@@ -14,6 +14,7 @@ from ci import own_data
 
 pytest.importorskip('mtcnn')
 pytest.importorskip('skimage')
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
