@@ -8,6 +8,7 @@ scikit-image, the warp of OpenCV, and eye positions annotated by hand on the
 photographs (pupil centres read off an 8x enlargement). The runs of the
 detector (TensorFlow and three networks to start, 5-10 s each) are slow.
 """
+import json
 import os
 import subprocess
 import sys
@@ -86,9 +87,39 @@ def make_photos(root):
     return root
 
 
+# The mtcnn package called directly, in a process of its own: it needs
+# TensorFlow's eager mode, which other test modules switch off for the
+# whole pytest process (tf.disable_v2_behavior at import).
+MTCNN_LANDMARKS = r"""
+import json, sys
+import cv2, numpy as np
+from mtcnn import MTCNN
+detector = MTCNN()
+found = {}
+for path in sys.argv[1:]:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    rows = detector.detect_faces(np.ascontiguousarray(image[:, :, ::-1]),
+                                 output_type='numpy', box_format='xyxy')
+    faces = sorted(rows.tolist(), key=lambda r: -(r[3] - r[1]) * (r[4] - r[2]))
+    found[path] = [[[r[6 + i], r[11 + i]] for i in range(5)] for r in faces]
+print(json.dumps(found))
+"""
+
+
+def mtcnn_landmarks(paths):
+    """{path: [(5, 2) landmarks of each face, largest box first]}."""
+    done = subprocess.run([sys.executable, '-c', MTCNN_LANDMARKS] + [str(p) for p in paths],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict((path, [np.array(points) for points in faces]) for path, faces in found.items())
+
+
 @pytest.fixture(scope='module')
 def detected(tmp_path_factory):
-    """One run of the detector over the photo tree, 2 worker processes."""
+    """One run of the detector over the photo tree, 2 worker processes, and
+    the mtcnn package's own landmarks of its photos."""
     pytest.importorskip('mtcnn')
     root = tmp_path_factory.mktemp('align')
     photos = make_photos(root / 'photos')
@@ -96,28 +127,21 @@ def detected(tmp_path_factory):
     done = run_align('--input_dir', photos, '--output_dir', out, '--format', 'png',
                      '--workers', '2')
     assert done.returncode == 0, done.stderr
-    return photos, out, done
-
-
-def mtcnn_points(image_bgr):
-    """[(box area, (5, 2) landmarks)] of the mtcnn package, largest first."""
-    from mtcnn import MTCNN
-    rows = MTCNN().detect_faces(np.ascontiguousarray(image_bgr[:, :, ::-1]),
-                                output_type='numpy', box_format='xyxy')
-    faces = [((r[3] - r[1]) * (r[4] - r[2]), np.stack([r[6:11], r[11:16]], 1)) for r in rows]
-    return [points for _, points in sorted(faces, key=lambda f: -f[0])]
+    names = ('astronaut/astronaut.png', 'camera/camera.png', 'group/two.png')
+    found = mtcnn_landmarks([photos / name for name in names])
+    return photos, out, done, dict((name, found[str(photos / name)]) for name in names)
 
 
 @pytest.mark.slow
 def test_detector_aligns_the_portraits_onto_the_template(detected):
-    photos, out, done = detected
+    photos, out, done, landmarks = detected
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.png')) == \
         ['astronaut/astronaut.png', 'camera/camera.png', 'group/two.png']
     assert 'aligned 3 photos (3 crops, landmarks from MTCNN)' in done.stdout
     assert 'detection: ' in done.stdout and ' s per photo' in done.stdout
     for name in ('astronaut/astronaut.png', 'camera/camera.png'):
         photo = cv2.imread(str(photos / name), cv2.IMREAD_COLOR)
-        faces = mtcnn_points(photo)
+        faces = landmarks[name]
         assert len(faces) == 1
         crop = cv2.imread(str(out / name), cv2.IMREAD_COLOR)
         assert crop.shape == (112, 112, 3)
@@ -141,7 +165,7 @@ def test_detector_aligns_the_portraits_onto_the_template(detected):
 
 @pytest.mark.slow
 def test_detector_reports_no_face_several_faces_and_broken_photos(detected):
-    photos, out, done = detected
+    photos, out, done, landmarks = detected
     rows = report_rows(out / 'align_report.txt')
     assert [row[:2] for row in rows] == [('cup/broken.jpg', 'unreadable'),
                                          ('cup/coffee.jpg', 'no_face'),
@@ -152,15 +176,15 @@ def test_detector_reports_no_face_several_faces_and_broken_photos(detected):
     assert '1 photos that do not decode' in done.stdout
     # The crop is the largest face's: the full-size astronaut's, as marked by hand.
     photo = cv2.imread(str(photos / 'group/two.png'))
-    largest = mtcnn_points(photo)[0]
+    largest = landmarks['group/two.png'][0]
     assert np.linalg.norm(largest[:2] - ASTRONAUT_POINTS[:2], axis=1).max() < 2.0
     crop = cv2.imread(str(out / 'group/two.png'))
     assert np.abs(crop.astype(int) - warp(photo, fit_skimage(largest)).astype(int)).max() <= 1
 
 
 @pytest.mark.slow
-def test_all_faces_keeps_each_face(tmp_path):
-    pytest.importorskip('mtcnn')
+def test_all_faces_keeps_each_face(detected, tmp_path):
+    landmarks = detected[3]['group/two.png']  # of the same pixels (PNG)
     photos = tmp_path / 'photos'
     (photos / 'group').mkdir(parents=True)
     assert cv2.imwrite(str(photos / 'group' / 'two.png'), two_face_photo())
@@ -170,9 +194,8 @@ def test_all_faces_keeps_each_face(tmp_path):
     assert sorted(os.listdir(str(tmp_path / 'out' / 'group'))) == ['two.png', 'two_face1.png']
     assert report_rows(tmp_path / 'out' / 'align_report.txt') == \
         [('group/two.png', 'several_faces', '2 faces; kept each')]
-    faces = mtcnn_points(cv2.imread(str(photos / 'group' / 'two.png')))
-    assert len(faces) == 2
-    for name, points in zip(('two.png', 'two_face1.png'), faces):
+    assert len(landmarks) == 2
+    for name, points in zip(('two.png', 'two_face1.png'), landmarks):
         expected = warp(cv2.imread(str(photos / 'group' / 'two.png')), fit_skimage(points))
         crop = cv2.imread(str(tmp_path / 'out' / 'group' / name))
         assert np.abs(crop.astype(int) - expected.astype(int)).max() <= 1, name
