@@ -14,10 +14,12 @@ PYTEST_ARGS ?=
 
 all: demo
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-test.txt requirements-test-nodeps.txt \
+		InsightFace_TF/requirements.txt InsightFace_TF/requirements-deploy.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-test-nodeps.txt
 	touch $@
 
 venv: $(STAMP)
