@@ -3,7 +3,7 @@
 # make test-fast - the suite without the slow and multi-worker tests (under 5 min on 2 cores)
 # make lint   - ruff (ruff.toml); part of make test
 # make test-tf115 - Python 3.7 + TensorFlow 1.15.5 (the Ascend stack's versions): the
-#                fast tests and the ModelZoo scripts and tools (pyenv's Python 3.7)
+#                fast tests, the Gitloss and Face-ResNet50 ModelZoo scripts and TestResNet.py
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,10 +14,12 @@ PYTEST_ARGS ?=
 
 all: demo
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): requirements.txt requirements-test.txt requirements-test-nodeps.txt \
+		InsightFace_TF/requirements.txt InsightFace_TF/requirements-deploy.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-test-nodeps.txt
 	touch $@
 
 venv: $(STAMP)

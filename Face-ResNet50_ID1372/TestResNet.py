@@ -4,7 +4,9 @@
         --parentPath ./CACD2000_Crop/ --ckpt_path ./ckpt --output ./resnet_feature.mat
 
 Writes ``feature`` (N x 2048 float32, in name-file order) and ``label`` (N)
-with scipy.io.savemat; an existing --output is replaced only with --overwrite.
+with scipy.io.savemat, and the same beside it as .npz (``features``,
+``names``, ``labels``; np.load reads it without MATLAB tools or pickles).
+Existing outputs are replaced only with --overwrite.
 Batch norm runs in inference mode (moving statistics from the checkpoint).
 """
 from __future__ import print_function
@@ -44,12 +46,20 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise InputError(None, '--batch_size must be at least 1')
-    if os.path.isdir(args.output):
-        raise InputError(args.output, '--output must be a file name, but this is a folder')
-    if os.path.exists(args.output) and not args.overwrite:
-        raise InputError(args.output, 'already exists; remove it, choose another --output '
-                                      'or pass --overwrite')
+    args.npz_output = npz_path(args.output)
+    for path in (args.output, args.npz_output):
+        if os.path.isdir(path):
+            raise InputError(path, '--output must be a file name, but this is a folder')
+        if os.path.exists(path) and not args.overwrite:
+            raise InputError(path, 'already exists; remove it, choose another --output '
+                                   'or pass --overwrite')
     return args
+
+
+def npz_path(mat_path):
+    """resnet_feature.mat -> resnet_feature.npz (any other name: + .npz)."""
+    stem, extension = os.path.splitext(mat_path)
+    return (stem if extension.lower() == '.mat' else mat_path) + '.npz'
 
 
 def resolve_checkpoint(path):
@@ -101,7 +111,9 @@ def main(argv=None):
 
     with atomic_write(args.output, 'wb') as f:
         scio.savemat(f, {'feature': features, 'label': labels})
-    print('Wrote %s: feature %s' % (args.output, features.shape))
+    with atomic_write(args.npz_output, 'wb') as f:
+        np.savez(f, features=features, names=np.array([str(n) for n in names]), labels=labels)
+    print('Wrote %s and %s: features %s' % (args.output, args.npz_output, features.shape))
     return 0
 
 

@@ -7,7 +7,9 @@
 The image cache is built on the first run. Checkpoints go to --ckpt_path every
 2 epochs and at the end; a later run with the same --ckpt_path resumes. The
 accuracy on the held-out images (--val_fraction of every identity) is printed
-at each checkpoint.
+at each checkpoint. <ckpt_path>/run_config.json (common/run_config.py) says
+what the checkpoints hold: network, input convention, labels, data, and the
+held-out accuracy of each checkpoint with the best one.
 
 Data-parallel training (common/distribute.py): with TF_CONFIG naming several
 workers (common/launch_workers.py) or RANK_SIZE > 1 on Ascend, every step
@@ -24,6 +26,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from common import run_config  # noqa: E402
 from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel, discover_cluster  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
 from common.modelzoo_summary import (  # noqa: E402
@@ -156,12 +159,40 @@ def start_session(sess, dp, graph, plan, model_path):
     sess.run(graph.train_iterator.initializer)
 
 
+def run_settings(args, data, hp):
+    """What run_config.json says of this run's model."""
+    return {
+        'recipe': 'Face-ResNet50_ID1372',
+        'network': {'name': 'ResNet-50', 'image_size': [ResNet.IMAGE_SIZE, ResNet.IMAGE_SIZE],
+                    'feature': 'pool2', 'feature_size': ResNet.FEATURE_SIZE,
+                    'classifier': ResNet.FC_LAYER},
+        'input': {'pixels': 'uint8 0..255', 'channel_order': 'RGB', 'layout': 'NHWC',
+                  'crop': '[%d:%d, %d:%d] of the %dx%d CACD images'
+                          % ((utils.CROP_OFFSET, utils.CROP_OFFSET + utils.IMAGE_SIZE) * 2
+                             + (utils.SOURCE_SIZE, utils.SOURCE_SIZE)),
+                  'in_graph': 'RGB -> BGR, minus the CACD BGR mean',
+                  'bgr_mean': list(ResNet.BGR_MEAN)},
+        'num_output': data.label_count,
+        'loss': {'loss_type': 'softmax cross-entropy, summed over the batch'},
+        'data': {'label_path': os.path.abspath(args.label_path),
+                 'image_name_path': os.path.abspath(args.image_name_path),
+                 'train_data_path': os.path.abspath(args.train_data_path),
+                 'parentPath': os.path.abspath(args.parentPath),
+                 'val_fraction': args.val_fraction, 'synthetic_input': bool(hp.synthetic_input)},
+        'training': {'batch_size': hp.batch_size, 'learning_rate': hp.learning_rate,
+                     'bn_decay': hp.bn_decay, 'epochs': args.epochs},
+    }
+
+
 class EpochLoop(object):
     """The reference's epoch loop: its log lines, a checkpoint every
     SAVE_EVERY_EPOCHS epochs and at the end, held-out accuracy at each one."""
 
-    def __init__(self, dp, graph, data, plan, global_batch, ckpt_path):
+    def __init__(self, dp, graph, data, plan, global_batch, ckpt_path, settings):
         self.dp, self.graph, self.data, self.plan = dp, graph, data, plan
+        # run_config.json is written with the run's first checkpoint: a run
+        # that saves nothing leaves the folder as it was.
+        self.settings = settings
         self.global_batch = global_batch
         self.ckpt_path = ckpt_path
         self.meter = ThroughputMeter(warmup=1)
@@ -207,6 +238,9 @@ class EpochLoop(object):
             self.last_saved = self.graph.saver.save(sess, prefix,
                                                     global_step=self.graph.global_step)
             print('Saved checkpoint %s' % self.last_saved)
+            if self.settings is not None:
+                run_config.start_run_config(self.ckpt_path, self.settings)
+                self.settings = None
         else:
             self.last_saved = '%s-%d' % (prefix, step + 1)
         # Every worker evaluates: the evaluation graph reads this worker's
@@ -218,6 +252,19 @@ class EpochLoop(object):
                                                  self.graph.correct, self.graph.eval_count)
             print('Held-out accuracy %f (%d images)'
                   % (self.accuracy, self.data.held_out_idx.size))
+            if self.dp.is_chief:
+                self.record_accuracy(step + 1)
+
+    def record_accuracy(self, step):
+        """The held-out accuracy of the checkpoint just saved, in the run config."""
+        entry = {'step': step, 'checkpoint': os.path.basename(self.last_saved),
+                 'held_out_accuracy': round(float(self.accuracy), 5),
+                 'held_out_images': int(self.data.held_out_idx.size)}
+        best = run_config.load_if_present(self.ckpt_path).get('best')
+        improved = best is None or entry['held_out_accuracy'] > best['accuracy']
+        run_config.record_validation(self.ckpt_path, entry, dict(
+            step=step, accuracy=entry['held_out_accuracy'],
+            checkpoint=entry['checkpoint']) if improved else None)
 
 
 def main(argv=None):
@@ -239,7 +286,8 @@ def main(argv=None):
 
         print('ResNet-50: %d trainable parameters, %d labels' % (ops.parameters,
                                                                  data.label_count))
-        loop = EpochLoop(dp, ops, data, plan, global_batch, args.ckpt_path)
+        loop = EpochLoop(dp, ops, data, plan, global_batch, args.ckpt_path,
+                         run_settings(args, data, hp))
         with graph.as_default(), dp.session() as sess:
             start_session(sess, dp, ops, plan, args.model_path)
             loop.run(sess)

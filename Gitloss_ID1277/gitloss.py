@@ -6,8 +6,9 @@ Every --update_centers steps (and after the last step) it prints the
 reference's log line, appends the same values to
 <exp_save_dir>/loss+perf_gpu.txt, plots the 2-d features of 1000 training
 images to <exp_save_dir>/Cluster-Results-<step>.png and saves a checkpoint
-in --ckpt_path. A run restarted with the same --ckpt_path continues from the
-latest checkpoint.
+in --ckpt_path, with run_config.json (the model, the data and each
+checkpoint's validation accuracy). A run restarted with the same --ckpt_path
+continues from the latest checkpoint.
 """
 from __future__ import print_function
 
@@ -28,7 +29,8 @@ from gitloss_eval import (PLOT_SAMPLES, RESULTS_FILE, class_distances, evaluate,
                           log_line, plot_clusters, read_results_rows, results_row,
                           write_results_rows)
 from gitloss_setup import (TrainingProgress, add_gitloss_flags, check_flags,  # noqa: E402
-                           graph_from_flags, resume_training, save_checkpoint)
+                           graph_from_flags, record_checkpoint, resume_training,
+                           run_settings, save_checkpoint)
 
 
 def parse_args(argv):
@@ -82,7 +84,8 @@ def main(argv=None):
             plot_clusters(os.path.join(args.exp_save_dir, 'Cluster-Results-%d.png' % step),
                           train_features[:PLOT_SAMPLES], splits.train_labels[:PLOT_SAMPLES],
                           feature_centers, sess.run(graph.centers), step)
-            save_checkpoint(sess, saver, args.ckpt_path, step)
+            checkpoint = save_checkpoint(sess, saver, args.ckpt_path, step)
+            record_checkpoint(args.ckpt_path, run_settings(args), step, checkpoint, valid_acc)
 
         test_loss, test_acc, _ = evaluate(sess, graph, splits.test_images, splits.test_labels)
         print('Test_Loss: {:.4f} , Test_Acc: {:.4f}'.format(test_loss, test_acc))

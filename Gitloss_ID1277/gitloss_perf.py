@@ -25,7 +25,8 @@ from common.run_control import check_finite_loss, due, preflight_outputs  # noqa
 from gitloss_data import load_mnist  # noqa: E402
 from gitloss_eval import evaluate  # noqa: E402
 from gitloss_setup import (TrainingProgress, add_gitloss_flags, check_flags,  # noqa: E402
-                           graph_from_flags, resume_training, save_checkpoint)
+                           graph_from_flags, record_checkpoint, resume_training,
+                           run_settings, save_checkpoint)
 
 PROGRESS_LINE = 'Step: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} , train_time: {:.4f}'
 
@@ -60,9 +61,10 @@ def main(argv=None):
                 print(PROGRESS_LINE.format(step, train_loss, train_acc,
                                            progress.interval_step_time()))
                 sys.stdout.flush()
-        save_checkpoint(sess, saver, args.ckpt_path, args.steps)
+        checkpoint = save_checkpoint(sess, saver, args.ckpt_path, args.steps)
         valid_loss, valid_acc, _ = evaluate(sess, graph, splits.valid_images,
                                             splits.valid_labels)
+        record_checkpoint(args.ckpt_path, run_settings(args), args.steps, checkpoint, valid_acc)
         print('Valid_Loss: {:.4f} , Valid_Acc: {:.4f}'.format(valid_loss, valid_acc))
 
     fps = progress.meter.fps

@@ -1,4 +1,5 @@
-"""What gitloss.py and gitloss_perf.py share: flags, the training graph, checkpoints."""
+"""What gitloss.py and gitloss_perf.py share: flags, the training graph, checkpoints
+and the run config (``<ckpt_path>/run_config.json``, common/run_config.py)."""
 from __future__ import print_function
 
 import collections
@@ -6,6 +7,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from common import run_config
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
 from common.npu_config import add_device_flags, wrap_optimizer
@@ -182,6 +184,39 @@ def save_checkpoint(sess, saver, ckpt_path, step):
     with atomic_write(os.path.join(ckpt_path, 'graph.pbtxt')) as f:
         f.write(str(sess.graph.as_graph_def()))
     return prefix
+
+
+def run_settings(args):
+    """What run_config.json says of this run's model."""
+    return {
+        'recipe': 'Gitloss_ID1277',
+        'network': {'name': 'gitloss_net (6 conv, 2-d feature fc1, PReLU, fc2)',
+                    'image_size': [28, 28], 'channels': 1, 'feature_size': FEATURE_DIM},
+        'input': {'pixels': 'uint8 0..255', 'layout': 'NHWC',
+                  'normalisation': 'x / 255 minus the per-pixel mean of the training images '
+                                   '(a constant of the graph, in graph.pbtxt)'},
+        'num_output': NUM_CLASSES,
+        'loss': {'loss_type': 'softmax + center loss + git loss', 'lambda_c': args.lambda_c,
+                 'lambda_g': args.lambda_g, 'git_loss': args.git_loss},
+        'data': {'data_path': os.path.abspath(args.data_path),
+                 'validation_size': args.validation_size,
+                 'synthetic_input': bool(args.synthetic_input)},
+        'training': {'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
+                     'steps': args.steps, 'seed': args.seed},
+    }
+
+
+def record_checkpoint(ckpt_path, settings, step, checkpoint, valid_acc):
+    """The run config beside a checkpoint just saved: this run's settings (the
+    earlier runs' measurements kept) and the checkpoint's validation accuracy."""
+    run_config.start_run_config(ckpt_path, settings)
+    accuracy = round(float(valid_acc), 5)
+    best = run_config.load_if_present(ckpt_path).get('best')
+    improved = best is None or accuracy > best['accuracy']
+    name = os.path.basename(checkpoint)
+    run_config.record_validation(
+        ckpt_path, {'step': step, 'checkpoint': name, 'valid_accuracy': accuracy},
+        {'step': step, 'accuracy': accuracy, 'checkpoint': name} if improved else None)
 
 
 class TrainingProgress(object):

@@ -6,7 +6,16 @@
 
 Each checkpoint is --ckpt_file + one entry of --ckpt_index_list (an empty list
 evaluates --ckpt_file itself, which may also be a checkpoint folder: its newest
-checkpoint). Prints the reference verification lines per set.
+checkpoint). Prints the reference verification lines per set, VAL@FAR=1e-3
+and the chosen threshold (squared distance and cosine).
+
+The network flags, --eval_datasets and --eval_db_path default to what the
+checkpoint folder's run_config.json (written by train_nets.py) records, so
+
+    python3 eval_ckpt_file.py --ckpt_file=./output/ckpt
+
+evaluates the newest checkpoint as it was trained. A network flag that
+contradicts the run config is an error; the evaluation sets may be changed.
 """
 from __future__ import print_function
 
@@ -22,6 +31,7 @@ from common.io_utils import InputError, run_main  # noqa: E402
 from common.npu_config import add_device_flags, build_device_config  # noqa: E402
 
 import inference  # noqa: E402
+import model_config  # noqa: E402
 import verification  # noqa: E402
 from data import eval_data_reader  # noqa: E402
 
@@ -38,28 +48,39 @@ def parse_args(argv):
                         help='checkpoint path prefix (or a checkpoint folder)')
     parser.add_argument('--ckpt_index_list', default='',
                         help='comma-separated suffixes appended to --ckpt_file')
-    parser.add_argument('--eval_datasets', default='lfw',
-                        help='comma-separated: lfw, cfp_ff, cfp_fp, agedb_30')
-    parser.add_argument('--eval_db_path', default='./datasets/faces_ms1m_112x112',
-                        help='folder of the <name>.bin sets')
+    parser.add_argument('--eval_datasets', default=None,
+                        help='comma-separated: lfw, cfp_ff, cfp_fp, agedb_30 (default: the '
+                             'run config\'s, else lfw)')
+    parser.add_argument('--eval_db_path', default=None,
+                        help='folder of the <name>.bin sets (default: the run config\'s, '
+                             'else ./datasets/faces_ms1m_112x112)')
     parser.add_argument('--num_output', type=int, default=0,
                         help='identities the model was trained for; when given, checked '
                              'against the checkpoint\'s loss weights')
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--roc_dir', default='', help='write roc_<set>.png here')
-    inference.add_network_flags(parser, default_depth=50)
+    inference.add_network_flags(parser, default_depth=50, from_run_config=True)
     add_device_flags(parser)
     args = parser.parse_args(argv)
-    inference.check_network_flags(args)
     if args.batch_size < 1:
         raise InputError(None, '--batch_size must be at least 1, got %d' % args.batch_size)
-    args.eval_datasets = name_list(args.eval_datasets)
-    if not args.eval_datasets:
-        raise InputError(None, '--eval_datasets names no set')
     suffixes = name_list(args.ckpt_index_list)
     args.checkpoints = [inference.resolve_checkpoint(args.ckpt_file + s)
                         for s in (suffixes or [''])]
+    _, config = model_config.settle_network(args, args.checkpoints[0], default_depth=50)
+    settle_eval_sets(args, config.get('data', {}))
     return args
+
+
+def settle_eval_sets(args, recorded):
+    """--eval_datasets/--eval_db_path, when not given: the training run's sets."""
+    if args.eval_datasets is None:
+        args.eval_datasets = ','.join(recorded.get('eval_datasets') or ['lfw'])
+    if args.eval_db_path is None:
+        args.eval_db_path = recorded.get('eval_db_path') or './datasets/faces_ms1m_112x112'
+    args.eval_datasets = name_list(args.eval_datasets)
+    if not args.eval_datasets:
+        raise InputError(None, '--eval_datasets names no set')
 
 
 def check_class_count(checkpoint, num_output):

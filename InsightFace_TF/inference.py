@@ -18,19 +18,43 @@ from common.io_utils import InputError
 import nets
 
 INPUT_NAME = 'img_inputs'
+# The exported models' outputs: the embedding L2-normalised (the dot product of
+# two rows is their cosine similarity), and as the network gives it (to sum an
+# image's and its mirror image's before normalising, as verification does).
+OUTPUT_NAME = 'embeddings'
+RAW_OUTPUT_NAME = 'raw_embeddings'
 
 NetworkSpec = collections.namedtuple('NetworkSpec', 'net_name net_depth unit_type image_size')
 NetworkSpec.__doc__ = """Which embedding network: its file (nets.NETWORKS), depth,
 unit type ('ir' or 'se_ir') and input (height, width)."""
 
 
-def add_network_flags(parser, default_depth):
-    parser.add_argument('--net_depth', type=int, default=default_depth, help='50, 100 or 152')
-    parser.add_argument('--net_name', default=nets.DEFAULT_NETWORK, choices=sorted(nets.NETWORKS),
+# The network flags' defaults, apart from --net_depth (each script has its own).
+NETWORK_DEFAULTS = {'net_name': nets.DEFAULT_NETWORK, 'unit_type': 'ir',
+                    'image_size': [112, 112]}
+
+
+def add_network_flags(parser, default_depth, from_run_config=False):
+    """--net_depth/--net_name/--unit_type/--image_size. With
+    ``from_run_config`` they default to None, to be filled from the
+    checkpoint's run config (model_config.settle_network), else to the defaults."""
+    def default(value):
+        return None if from_run_config else value
+
+    def where(fallback):
+        return (" (default: the checkpoint's run_config.json, else %s)" % fallback
+                if from_run_config else '')
+    parser.add_argument('--net_depth', type=int, default=default(default_depth),
+                        help='50, 100 or 152' + where(default_depth))
+    parser.add_argument('--net_name', default=default(NETWORK_DEFAULTS['net_name']),
+                        choices=sorted(nets.NETWORKS),
                         help='network file: the fixed LResNet-E-IR (default), the pre-fix '
-                             'wide one, or the GroupNorm one')
-    parser.add_argument('--unit_type', default='ir', choices=('ir', 'se_ir'))
-    parser.add_argument('--image_size', type=int_list, default=[112, 112])
+                             'wide one, or the GroupNorm one' + where(nets.DEFAULT_NETWORK))
+    parser.add_argument('--unit_type', default=default(NETWORK_DEFAULTS['unit_type']),
+                        choices=('ir', 'se_ir'), help='residual unit' + where('ir'))
+    parser.add_argument('--image_size', type=int_list,
+                        default=default(NETWORK_DEFAULTS['image_size']),
+                        help='height,width' + where('112,112'))
     return parser
 
 

@@ -22,6 +22,7 @@ import tensorflow.compat.v1 as tf
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel  # noqa: E402
 from common.flags import float_list, int_list, name_list, str2bool  # noqa: E402
+from common import run_config  # noqa: E402
 from common.io_utils import InputError, TrainingError, run_main  # noqa: E402
 from common.modelzoo_summary import (  # noqa: E402
     ThroughputMeter, print_run_footprint, write_run_result)
@@ -31,6 +32,7 @@ from common.run_control import (  # noqa: E402
 from common.synthetic_input import add_synthetic_input_flag  # noqa: E402
 
 import inference  # noqa: E402
+import model_config  # noqa: E402
 import train_graph  # noqa: E402
 import verification  # noqa: E402
 from data import eval_data_reader, train_dataset  # noqa: E402
@@ -225,14 +227,21 @@ class TrainingLoop(object):
     summaries, checkpoints, verification with the best-accuracy checkpoints
     and the validation history log."""
 
-    def __init__(self, args, dp, ops, data, eval_sets, plan):
+    def __init__(self, args, dp, ops, data, eval_sets, plan, settings):
         self.args, self.dp, self.ops, self.data = args, dp, ops, data
         self.eval_sets, self.plan = eval_sets, plan
+        # run_config.json is written with this run's first checkpoint or
+        # validation: a run that saves nothing leaves the folder as it was.
+        self.settings, self.run_config_written = settings, False
         self.meter = ThroughputMeter(warmup=1)
         self.logged_losses = []
         self.history = {}
-        self.best_accuracy = self.accuracy = self.last_values = None
+        self.accuracy = self.last_values = None
+        # A resumed run's best checkpoint must beat the earlier runs' best.
+        self.best_accuracy = model_config.best_accuracy(
+            args.ckpt_path, [name for name, _ in eval_sets]) if dp.is_chief else None
         self.last_saved = plan.checkpoint
+        self.saved_step = plan.start_step
         self.interval_images, self.interval_seconds = 0, 0.0
         self.log_file = os.path.join(args.log_file_path, 'train' + time.strftime(
             '_%Y-%m-%d-%H-%M', time.localtime()) + '.log')
@@ -247,7 +256,9 @@ class TrainingLoop(object):
                 writer.add_summary(values['summary'], step)
             if self.dp.is_chief and due(step, self.args.ckpt_interval, self.plan.stop_step):
                 self.last_saved = self.save(sess, self.ops.saver, 'InsightFace_iter', step)
+                self.saved_step = step
                 print('Saved checkpoint %s' % self.last_saved)
+                self.write_run_config()
             if self.eval_sets and due(step, self.args.validate_interval, self.plan.stop_step):
                 self.validate(sess, step)
 
@@ -278,6 +289,12 @@ class TrainingLoop(object):
         self.logged_losses.append(float(values['total_loss']))
         self.interval_images, self.interval_seconds = 0, 0.0
 
+    def write_run_config(self):
+        if not self.run_config_written:
+            path = run_config.start_run_config(self.args.ckpt_path, self.settings)
+            print('Run config: %s' % path)
+            self.run_config_written = True
+
     def save(self, sess, saver, prefix, step, latest_filename=None):
         path = os.path.join(self.args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
         return saver.save(sess, path, latest_filename=latest_filename)
@@ -287,21 +304,29 @@ class TrainingLoop(object):
         # of the weights (no collective ops), and the workers reach the next
         # training step together, so none waits out --step_timeout_s while
         # the chief alone evaluates.
-        results = verification.ver_test(
-            [data for _, data in self.eval_sets], [name for name, _ in self.eval_sets], step,
-            sess, self.ops.embedding, self.args.batch_size, {}, self.ops.eval_images,
+        names = [name for name, _ in self.eval_sets]
+        results = verification.verify(
+            [data for _, data in self.eval_sets], names, step, sess, self.ops.embedding,
+            self.args.batch_size, {}, self.ops.eval_images,
             roc_dir=self.args.log_file_path if self.dp.is_chief else None)
-        self.accuracy = results[0]
+        accuracies = [result.acc2 for result in results]
+        self.accuracy = accuracies[0]
         print('test accuracy is: %s' % self.accuracy)
         if not self.dp.is_chief:
             return
         self.history[step] = self.accuracy
         append_validation_history(self.log_file, self.history)
-        if self.best_accuracy is None or max(results) > self.best_accuracy:
-            self.best_accuracy = max(results)
+        best = None
+        if self.best_accuracy is None or max(accuracies) > self.best_accuracy:
+            self.best_accuracy = max(accuracies)
             best = self.save(sess, self.ops.best_saver, 'InsightFace_iter_best', step,
                              BEST_CHECKPOINTS_FILE)
             print('best accuracy is %.5f, saved %s' % (self.best_accuracy, best))
+        checkpoint = self.last_saved if self.saved_step == step else None
+        self.write_run_config()
+        model_config.record_validation(self.args.ckpt_path, step, names, results,
+                                       checkpoint and os.path.basename(checkpoint),
+                                       best and os.path.basename(best))
 
 
 def start_session(sess, dp, ops, plan):
@@ -316,6 +341,14 @@ def start_session(sess, dp, ops, plan):
         # worker (collective broadcast), so they run bounded as a step.
         dp.run(sess, ops.init_op)
     dp.broadcast(sess)
+
+
+def run_settings(args, network):
+    """What run_config.json says of this run's model (see model_config.py)."""
+    return model_config.training_settings(
+        network, train_graph.loss_spec(args), train_graph.train_spec(args),
+        {'tfrecords_file_path': args.tfrecords_file_path, 'eval_db_path': args.eval_db_path,
+         'eval_datasets': args.eval_datasets, 'synthetic_input': bool(args.synthetic_input)})
 
 
 def train(args, dp, device_config):
@@ -343,7 +376,7 @@ def train(args, dp, device_config):
     print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
           % (args.net_name, args.net_depth, args.unit_type, args.loss_type, ops.parameters,
              args.num_output))
-    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan)
+    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan, run_settings(args, network))
     dp.session_config.log_device_placement = args.log_device_mapping
     with dp.session() as sess:
         writer = tf.summary.FileWriter(args.summary_path, graph) if dp.is_chief else None

@@ -15,6 +15,11 @@ scripts keep working:
   the training FAR reaches 1e-3 is interpolated (scipy interp1d, 'slinear');
   0 when no threshold reaches it.
 
+Beyond the reference, each set also reports the mean of the thresholds the
+folds chose, as a squared distance and as the cosine similarity it equals
+for unit vectors (cos = 1 - d / 2): the number a user needs to call two
+faces the same person. Training records it in the run config.
+
 Counting over thresholds uses sorted distances and searchsorted, which
 gives exactly the counts of ``dist < threshold``, at a fraction of the cost
 of the reference's loop.
@@ -38,7 +43,25 @@ VAL_THRESHOLDS = np.arange(0, 4, 0.001)
 FAR_TARGET = 1e-3
 
 VerificationResult = collections.namedtuple(
-    'VerificationResult', 'acc1 std1 acc2 std2 xnorm tpr fpr val val_std far')
+    'VerificationResult', 'acc1 std1 acc2 std2 xnorm tpr fpr val val_std far threshold')
+VerificationResult.__doc__ = """acc1/std1: without the flip; acc2/std2: flip-summed;
+val/val_std/far: VAL at FAR_TARGET and the FAR measured on the test folds;
+threshold: the mean squared-distance threshold the folds chose for acc2."""
+
+PairScores = collections.namedtuple('PairScores', 'tpr fpr accuracy thresholds val val_std far')
+PairScores.__doc__ = """The protocol on one set of embeddings: ROC rates per
+threshold, accuracy and chosen threshold per fold, VAL/FAR at FAR_TARGET."""
+
+
+def distance_to_cosine(distance):
+    """The cosine similarity of two unit vectors at squared distance ``distance``."""
+    return 1.0 - distance / 2.0
+
+
+def far_label(far):
+    """1e-3 -> '1e-3': the FAR target as the literature writes it."""
+    mantissa, exponent = ('%.0e' % far).split('e')
+    return '%se%d' % (mantissa, int(exponent))
 
 
 # ------------------------------------------------------------ the protocol
@@ -81,17 +104,26 @@ def _folds(count, nrof_folds):
     return KFold(n_splits=nrof_folds, shuffle=False).split(np.arange(count))
 
 
-def calculate_roc(thresholds, dist, issame, nrof_folds=10):
-    """(tpr, fpr) averaged over test folds, per threshold, and the accuracy per fold."""
+def roc_folds(thresholds, dist, issame, nrof_folds=10):
+    """(tpr, fpr) averaged over test folds, per threshold; the accuracy and the
+    threshold chosen on the training folds, per fold."""
     tprs = np.zeros((nrof_folds, len(thresholds)))
     fprs = np.zeros((nrof_folds, len(thresholds)))
     accuracy = np.zeros(nrof_folds)
+    chosen = np.zeros(nrof_folds)
     for fold, (train, test) in enumerate(_folds(len(dist), nrof_folds)):
         _, _, train_accuracy = _rates(dist[train], issame[train], thresholds)
         best = int(np.argmax(train_accuracy))  # first maximum, as the reference
         tprs[fold], fprs[fold], test_accuracy = _rates(dist[test], issame[test], thresholds)
         accuracy[fold] = test_accuracy[best]
-    return np.mean(tprs, 0), np.mean(fprs, 0), accuracy
+        chosen[fold] = thresholds[best]
+    return np.mean(tprs, 0), np.mean(fprs, 0), accuracy, chosen
+
+
+def calculate_roc(thresholds, dist, issame, nrof_folds=10):
+    """(tpr, fpr) averaged over test folds, per threshold, and the accuracy per fold."""
+    tpr, fpr, accuracy, _ = roc_folds(thresholds, dist, issame, nrof_folds)
+    return tpr, fpr, accuracy
 
 
 def far_threshold(thresholds, far_train, far_target=FAR_TARGET):
@@ -120,16 +152,21 @@ def calculate_val(thresholds, dist, issame, far_target=FAR_TARGET, nrof_folds=10
     return np.mean(val), np.std(val), np.mean(far)
 
 
-def evaluate(embeddings, actual_issame, nrof_folds=10):
-    """(tpr, fpr, accuracy per fold, val, val_std, far) for L2-normalised
-    embeddings whose rows 2i and 2i+1 form pair i."""
+def evaluate_pairs(embeddings, actual_issame, nrof_folds=10):
+    """PairScores for L2-normalised embeddings whose rows 2i and 2i+1 form pair i."""
     dist = pair_distances(embeddings)
     issame = np.asarray(actual_issame, dtype=bool)
     if len(issame) != len(dist):
         raise ValueError('%d pairs of embeddings for %d labels' % (len(dist), len(issame)))
-    tpr, fpr, accuracy = calculate_roc(ACCURACY_THRESHOLDS, dist, issame, nrof_folds)
+    tpr, fpr, accuracy, chosen = roc_folds(ACCURACY_THRESHOLDS, dist, issame, nrof_folds)
     val, val_std, far = calculate_val(VAL_THRESHOLDS, dist, issame, FAR_TARGET, nrof_folds)
-    return tpr, fpr, accuracy, val, val_std, far
+    return PairScores(tpr, fpr, accuracy, chosen, val, val_std, far)
+
+
+def evaluate(embeddings, actual_issame, nrof_folds=10):
+    """(tpr, fpr, accuracy per fold, val, val_std, far): the reference's return."""
+    scores = evaluate_pairs(embeddings, actual_issame, nrof_folds)
+    return scores.tpr, scores.fpr, scores.accuracy, scores.val, scores.val_std, scores.far
 
 
 def l2_normalize(embeddings):
@@ -143,10 +180,11 @@ def evaluate_embeddings(embeddings_list, issame, nrof_folds=10):
     xnorm = float(np.mean([np.linalg.norm(e, axis=1).mean() for e in embeddings_list]))
     _, _, accuracy1, _, _, _ = evaluate(l2_normalize(embeddings_list[0]), issame, nrof_folds)
     summed = np.asarray(embeddings_list[0], np.float64) + np.asarray(embeddings_list[1], np.float64)
-    tpr, fpr, accuracy2, val, val_std, far = evaluate(l2_normalize(summed), issame, nrof_folds)
+    scores = evaluate_pairs(l2_normalize(summed), issame, nrof_folds)
     return VerificationResult(np.mean(accuracy1), np.std(accuracy1),
-                              np.mean(accuracy2), np.std(accuracy2),
-                              xnorm, tpr, fpr, val, val_std, far)
+                              np.mean(scores.accuracy), np.std(scores.accuracy),
+                              xnorm, scores.tpr, scores.fpr, scores.val, scores.val_std,
+                              scores.far, float(np.mean(scores.thresholds)))
 
 
 # ------------------------------------------------------------ running a graph
@@ -216,21 +254,37 @@ def save_roc(path, result, name):
         figure.savefig(temporary, format='png', dpi=100)
 
 
-def ver_test(ver_list, ver_name_list, nbatch, sess, embedding_tensor, batch_size, feed_dict,
-             input_placeholder, roc_dir=None):
-    """Verification on each loaded set; prints XNorm, Accuracy-Flip and VAL
-    lines per set and returns the list of flip accuracies (acc2). With
-    ``roc_dir``, writes ``roc_<set>.png`` there."""
+def print_result(name, nbatch, result):
+    """The reference's XNorm and Accuracy-Flip lines, then ours: VAL at the FAR
+    target with the FAR measured, and the chosen threshold."""
+    print('[%s][%d]XNorm: %f' % (name, nbatch, result.xnorm))
+    print('[%s][%d]Accuracy-Flip: %1.5f+-%1.5f' % (name, nbatch, result.acc2, result.std2))
+    print('[%s][%d]VAL@FAR=%s: %1.5f+-%1.5f (measured FAR %1.5f)'
+          % (name, nbatch, far_label(FAR_TARGET), result.val, result.val_std, result.far))
+    print('[%s][%d]Threshold: %1.5f squared distance = cosine %1.5f (mean over folds; '
+          'same person above this cosine)'
+          % (name, nbatch, result.threshold, distance_to_cosine(result.threshold)))
+
+
+def verify(ver_list, ver_name_list, nbatch, sess, embedding_tensor, batch_size, feed_dict,
+           input_placeholder, roc_dir=None):
+    """Verification on each loaded set: prints its lines, returns the
+    VerificationResults. With ``roc_dir``, writes ``roc_<set>.png`` there."""
     results = []
     for data_set, name in zip(ver_list, ver_name_list):
         embeddings_list = _embeddings_of(data_set, sess, embedding_tensor, batch_size,
                                          feed_dict, input_placeholder)
         result = evaluate_embeddings(embeddings_list, data_set[1])
-        print('[%s][%d]XNorm: %f' % (name, nbatch, result.xnorm))
-        print('[%s][%d]Accuracy-Flip: %1.5f+-%1.5f' % (name, nbatch, result.acc2, result.std2))
-        print('[%s][%d]VAL@FAR=%1.5f: %1.5f+-%1.5f'
-              % (name, nbatch, result.far, result.val, result.val_std))
+        print_result(name, nbatch, result)
         if roc_dir:
             save_roc(os.path.join(roc_dir, 'roc_%s.png' % name), result, name)
-        results.append(result.acc2)
+        results.append(result)
     return results
+
+
+def ver_test(ver_list, ver_name_list, nbatch, sess, embedding_tensor, batch_size, feed_dict,
+             input_placeholder, roc_dir=None):
+    """``verify``, returning the list of flip accuracies (acc2) as the reference."""
+    return [result.acc2 for result in verify(ver_list, ver_name_list, nbatch, sess,
+                                             embedding_tensor, batch_size, feed_dict,
+                                             input_placeholder, roc_dir)]

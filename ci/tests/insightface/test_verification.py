@@ -194,8 +194,9 @@ def test_ver_test_prints_reference_lines_and_writes_roc(verification, tiny_graph
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == '[lfw][7]XNorm: %f' % xnorm
     assert lines[1] == '[lfw][7]Accuracy-Flip: %1.5f+-%1.5f' % (acc2, std2)
-    assert lines[2].startswith('[lfw][7]VAL@FAR=')
-    assert lines[3].startswith('[agedb_30][7]XNorm: ') and len(lines) == 6
+    assert lines[2].startswith('[lfw][7]VAL@FAR=1e-3: ')
+    assert lines[3].startswith('[lfw][7]Threshold: ')
+    assert lines[4].startswith('[agedb_30][7]XNorm: ') and len(lines) == 8
     for name in ('lfw', 'agedb_30'):
         png = (tmp_path / ('roc_%s.png' % name)).read_bytes()
         assert png.startswith(b'\x89PNG\r\n\x1a\n')
