@@ -3,7 +3,7 @@
 # make test-fast - the suite without the slow and multi-worker tests (under 5 min on 2 cores)
 # make lint   - ruff (ruff.toml); part of make test
 # make test-tf115 - Python 3.7 + TensorFlow 1.15.5 (the Ascend stack's versions): the
-#                fast tests and the ModelZoo scripts and tools (pyenv's Python 3.7)
+#                fast tests, the Gitloss and Face-ResNet50 ModelZoo scripts and TestResNet.py
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

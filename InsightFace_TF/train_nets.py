@@ -40,6 +40,7 @@ from losses import face_losses  # noqa: E402
 
 LR_VALUES = (0.001, 0.0005, 0.0003, 0.0001)  # the reference's piecewise-constant rates
 BEST_CHECKPOINTS_FILE = 'best_checkpoint'  # index of the best-accuracy checkpoints
+REFERENCE_NUM_OUTPUT = 85164  # the reference's default --num_output (MS1M identities)
 
 
 def build_parser(description=__doc__.split('\n')[0]):
@@ -60,8 +61,10 @@ def build_parser(description=__doc__.split('\n')[0]):
                              'empty for none')
     parser.add_argument('--eval_db_path', default='./datasets/faces_ms1m_112x112',
                         help='folder of the <name>.bin evaluation sets')
-    parser.add_argument('--num_output', type=int, default=85164,
-                        help='number of identities (MS1M 85164, WebFace 10572)')
+    parser.add_argument('--num_output', type=int, default=None,
+                        help='number of identities (default: from class_counts.txt in '
+                             '--tfrecords_file_path, else %d as for MS1M; WebFace has 10572)'
+                             % REFERENCE_NUM_OUTPUT)
     parser.add_argument('--tfrecords_file_path', default='./datasets/tfrecords_webface',
                         help='folder of the training TFRecords')
     parser.add_argument('--summary_path', default='./output/summary')
@@ -98,7 +101,46 @@ def build_parser(description=__doc__.split('\n')[0]):
     return parser
 
 
+def default_num_output(args):
+    """(--num_output, where from) when it is not given: the classes of
+    class_counts.txt beside the TFRecords (the converters write it), else
+    the reference's 85164."""
+    counts = None if args.synthetic_input else \
+        train_dataset.read_class_counts(args.tfrecords_file_path)
+    if counts is None:
+        return REFERENCE_NUM_OUTPUT, None
+    return max(counts) + 1, '%s (labels %d..%d)' % (
+        os.path.join(args.tfrecords_file_path, train_dataset.CLASS_COUNTS_NAME),
+        min(counts), max(counts))
+
+
+def check_labels(args, data):
+    """Every label must be in 0..--num_output-1, checked before any graph is
+    built: a CPU stops at the first bad batch, a GPU does not check labels at
+    all and trains on NaN."""
+    labels = train_dataset.label_range(args.tfrecords_file_path, data.files,
+                                       data.images_in_files)
+    if labels.lowest < 0:
+        raise InputError(args.tfrecords_file_path, 'holds a negative label (%d; %s)'
+                         % (labels.lowest, labels.source))
+    if labels.highest >= args.num_output:
+        hint = ' (or leave it out: %s gives it)' % labels.source \
+            if labels.source == train_dataset.CLASS_COUNTS_NAME else ''
+        raise InputError(args.tfrecords_file_path, 'holds labels up to %d (%s), which '
+                         '--num_output=%d does not cover; pass --num_output=%d%s'
+                         % (labels.highest, labels.source, args.num_output,
+                            labels.highest + 1, hint))
+    print('labels %d..%d (%s) fit --num_output=%d'
+          % (labels.lowest, labels.highest, labels.source, args.num_output))
+    if labels.highest + 1 < args.num_output:
+        print('[Warning] --num_output=%d but the labels stop at %d: %d classes have no images'
+              % (args.num_output, labels.highest, args.num_output - labels.highest - 1))
+
+
 def check_args(args):
+    args.num_output_from = None
+    if args.num_output is None:
+        args.num_output, args.num_output_from = default_num_output(args)
     for flag in ('epoch', 'batch_size', 'num_output', 'saver_maxkeep', 'buffer_size',
                  'summary_interval', 'ckpt_interval', 'validate_interval',
                  'show_info_interval'):
@@ -311,7 +353,11 @@ def run_settings(args, network):
 
 def train(args, dp, device_config):
     """Everything after the flags: plan -> graph -> session loop -> summary."""
+    if getattr(args, 'num_output_from', None):
+        print('--num_output=%d from %s' % (args.num_output, args.num_output_from))
     data = plan_data(args, dp)
+    if not args.synthetic_input:
+        check_labels(args, data)
     eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
     plan = plan_run(args.ckpt_path, data.total_steps, '--max_steps/--epoch',
                     needs_fps=bool(args.result_json))

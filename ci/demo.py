@@ -11,6 +11,11 @@ that order:
    runs with PYTHON set to this interpreter and writes, as any ModelZoo run,
    to <model>/test/output/$ASCEND_DEVICE_ID/ (0 when unset).
 
+Then InsightFace_TF's "Own data" walk-through (ci/own_data.py): the README's
+commands from photos (made from scikit-image's two portraits) to aligned
+crops, TFRecords, pairs and a trained network's verification accuracy, in
+build/own_data/.
+
 The demo summary at the end gives each model's outcome: ``ok`` with the
 ModelZoo summary lines of its ``*_perf.log``; ``FAILED with exit status N``;
 or ``skipped`` when the model's script or synthetic maker is missing. Exit
@@ -19,6 +24,7 @@ status 1 if any model failed, else 0 (a skipped model does not fail).
 from __future__ import print_function
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -63,8 +69,23 @@ def run_demo(folder, maker_name):
         return 'ok\n' + ''.join('    ' + line for line in f)
 
 
+def run_own_data():
+    from ci import own_data
+    print('\n=== InsightFace_TF own data: the README walk-through in build/own_data/')
+    sys.stdout.flush()
+    missing = [name for name in ('mtcnn', 'skimage') if importlib.util.find_spec(name) is None]
+    if missing:
+        return 'skipped: %s not installed (Python 3.10+, requirements-test.txt)' % (
+            ' and '.join(missing))
+    status = own_data.main([os.path.join(REPO_ROOT, 'build', 'own_data')])
+    if status != 0:
+        return 'FAILED with exit status %d' % status
+    return 'ok (photos -> aligned crops -> TFRecords -> pairs -> trained network\'s accuracy)'
+
+
 def main():
     results = [(folder, run_demo(folder, maker)) for folder, maker in DEMOS]
+    results.append(('InsightFace_TF own data', run_own_data()))
     print('\n================ demo summary ================')
     for folder, outcome in results:
         print('%s: %s' % (folder, outcome))

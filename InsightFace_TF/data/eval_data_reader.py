@@ -11,10 +11,15 @@ input (float32, flipped or not) is made per batch by ``network_input``, so a
 14000-image set costs 14000*112*112*3 bytes (about 0.5 GB), not two float64
 copies.
 
-``make_bin`` / the command line build a .bin from your own pairs list, and
-the command line checks that .bin files load:
+``make_bin`` / the command line build a .bin from your own pairs list, from
+an image folder (LFW-style pairs, data/eval_pairs.py) or from LFW's
+pairs.txt, and the command line checks that .bin files load:
 
     python3 data/eval_data_reader.py --pairs my_pairs.txt --output my_set.bin
+    python3 data/eval_data_reader.py --pairs_from_folder ./my_faces --num_pairs 600 \
+        --output my_set.bin
+    python3 data/eval_data_reader.py --lfw_pairs pairs.txt --images ./lfw_aligned \
+        --output lfw.bin
     python3 data/eval_data_reader.py --check lfw.bin cfp_fp.bin
 
 with lines ``path1 path2 same`` (same = 1/0 or true/false; paths relative to
@@ -188,7 +193,11 @@ def write_bin(path, bins, issame):
 
 def make_bin(pairs_path, output_path):
     """Builds a .bin from a pairs list; returns (pairs, same pairs)."""
-    pairs = read_pairs(pairs_path)
+    return bin_from_pairs(read_pairs(pairs_path), output_path)
+
+
+def bin_from_pairs(pairs, output_path):
+    """Writes [(path1, path2, same)] as a .bin; returns (pairs, same pairs)."""
     cache = {}
     bins = []
     for first, second, _ in pairs:
@@ -209,27 +218,64 @@ def describe_bin(path):
         data_set.images.shape[1], data_set.images.shape[2])
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description='Checks evaluation .bin files, or builds one from a pairs list.')
+        description='Checks evaluation .bin files, or builds one from pairs of images.')
     parser.add_argument('--check', nargs='+', metavar='BIN',
                         help='load these .bin files and describe them')
     parser.add_argument('--pairs', help='text file of "path1 path2 same(0/1)" lines')
-    parser.add_argument('--output', help='the .bin to write from --pairs')
+    parser.add_argument('--pairs_from_folder', metavar='DIR',
+                        help='draw LFW-style pairs from DIR/<identity>/<image> (10 folds of '
+                             'distinct identities, half same and half different pairs)')
+    parser.add_argument('--num_pairs', type=int, default=0,
+                        help='--pairs_from_folder: pairs to draw, a multiple of 20 (LFW: 6000)')
+    parser.add_argument('--seed', type=int, default=0, help='--pairs_from_folder: random seed')
+    parser.add_argument('--lfw_pairs', metavar='PAIRS_TXT',
+                        help="LFW's pairs.txt; the images are read from --images")
+    parser.add_argument('--images', metavar='DIR',
+                        help='--lfw_pairs: folder of <name>/<name>_<nnnn>.jpg images')
+    parser.add_argument('--output', help='the .bin to write')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output')
     args = parser.parse_args(argv)
+    sources = [flag for flag in ('check', 'pairs', 'pairs_from_folder', 'lfw_pairs')
+               if getattr(args, flag)]
+    if len(sources) != 1:
+        raise InputError(None, 'give one of --check BIN..., --pairs, --pairs_from_folder or '
+                               '--lfw_pairs (with --output)')
+    if args.lfw_pairs and not args.images:
+        raise InputError(None, '--lfw_pairs needs --images (the folder of LFW images)')
+    if args.pairs_from_folder and not args.num_pairs:
+        raise InputError(None, '--pairs_from_folder needs --num_pairs')
+    if not args.check and not args.output:
+        raise InputError(None, '--%s needs --output' % sources[0])
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.check:
         for path in args.check:
             print(describe_bin(path))
         return 0
-    if not (args.pairs and args.output):
-        raise InputError(None, 'give --check BIN..., or --pairs and --output')
     if os.path.exists(args.output) and not args.overwrite:
         raise InputError(args.output, 'already exists; remove it, choose another path '
                                       'or pass --overwrite')
-    count, same = make_bin(args.pairs, args.output)
-    print('wrote %s: %d pairs (%d same, %d different), %d images'
-          % (args.output, count, same, count - same, 2 * count))
+    # Imported here: the pair makers need the image-folder tools, training does not.
+    from data import eval_pairs
+    folds = ''
+    if args.pairs:
+        pairs = read_pairs(args.pairs)
+    elif args.lfw_pairs:
+        pairs = eval_pairs.lfw_pairs(args.lfw_pairs, args.images)
+        folds = ' in %d folds' % eval_pairs.FOLDS
+    else:
+        pairs = eval_pairs.folder_pairs(args.pairs_from_folder, args.num_pairs, args.seed)
+        identities = set(os.path.dirname(path) for pair in pairs for path in pair[:2])
+        folds = ' in %d folds of distinct identities (%d identities)' % (
+            eval_pairs.FOLDS, len(identities))
+    count, same = bin_from_pairs(pairs, args.output)
+    print('wrote %s: %d pairs (%d same, %d different)%s, %d images'
+          % (args.output, count, same, count - same, folds, 2 * count))
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import print_function
 import collections
 import contextlib
 import fnmatch
+import functools
 import os
 import sys
 
@@ -99,14 +100,17 @@ def check_output(output):
                          'the folder); remove it, choose another folder or pass --overwrite')
 
 
-def as_jpeg(image_bytes):
+def as_jpeg(image_bytes, fit=None):
     """(JPEG bytes, (height, width), re-encoded?) or None when the bytes do
-    not decode as an image."""
+    not decode as an image. ``fit(image)`` may return another image to
+    store in its place (a resized crop) or raise InputError."""
     image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return None
-    if image_bytes.startswith(JPEG_SIGNATURE):
+    fitted = image if fit is None else fit(image)
+    if fitted is image and image_bytes.startswith(JPEG_SIGNATURE):
         return image_bytes, image.shape[:2], False
+    image = fitted
     ok, encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, REENCODE_QUALITY])
     if not ok:
         return None
@@ -117,12 +121,14 @@ ConversionSummary = collections.namedtuple(
     'ConversionSummary', 'written skipped reencoded class_counts sizes files')
 
 
-def write_tfrecords(items, total, output, source, class_names=None, progress_name='convert'):
+def write_tfrecords(items, total, output, source, class_names=None, progress_name='convert',
+                    fit=None):
     """Writes (description, image bytes, label) items; returns a ConversionSummary.
 
     ``output``: a TFRecordOutput; ``description`` names the image in messages
     (``record key 17``, ``alice/001.png``); ``source`` is the input file or
-    folder named in errors.
+    folder named in errors; ``fit(description, image)``, when given, returns
+    the image to store (itself, or resized) or raises InputError.
     """
     # TensorFlow loads only once writing starts, so flag and input errors are
     # reported without waiting for it.
@@ -144,7 +150,8 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
             tqdm(total=total, unit='img', desc=progress_name, mininterval=1.0))
         for description, image_bytes, label in items:
             progress.update(1)
-            converted = as_jpeg(image_bytes)
+            converted = as_jpeg(image_bytes,
+                                None if fit is None else functools.partial(fit, description))
             if converted is None:
                 if output.on_bad_image == 'stop':
                     raise InputError(source, '%s: image does not decode (%d bytes); pass '
@@ -196,4 +203,6 @@ def print_summary(summary, expected_size=(112, 112)):
     print('image sizes: %s' % ', '.join('%dx%d (%d)' % (h, w, n)
                                        for (h, w), n in summary.sizes.most_common()))
     if set(summary.sizes) != {tuple(expected_size)}:
-        print('[Warning] the training pipeline expects %dx%d images' % tuple(expected_size))
+        print('[Warning] the training pipeline expects %dx%d images (train with --image_size, '
+              'or convert aligned crops with data/image_folder2tfrecords.py --resize)'
+              % tuple(expected_size))

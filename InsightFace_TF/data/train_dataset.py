@@ -12,6 +12,7 @@ from __future__ import print_function
 
 import os
 import struct
+from collections import namedtuple
 
 import tensorflow.compat.v1 as tf
 
@@ -23,6 +24,7 @@ from data.normalisation import INPUT_MEAN, INPUT_SCALE
 # uint32 masked CRC of the data.
 _LENGTH_HEADER = struct.Struct('<QI')
 _DATA_CRC_BYTES = 4
+CLASS_COUNTS_NAME = tfrecord_output.CLASS_COUNTS_NAME
 
 
 def tfrecord_files(folder):
@@ -96,3 +98,62 @@ def training_dataset(files, batch_size, image_size, buffer_size, shard=None,
     dataset = dataset.map(lambda images, labels: (normalise(images), labels))
     return dataset.prefetch(autotune)
 
+
+
+# ------------------------------------------------------------ labels
+
+def read_class_counts(folder):
+    """{label: count} from the converters' ``class_counts.txt`` in ``folder``
+    (``label<TAB>count[<TAB>name]`` lines), or None when there is none."""
+    path = os.path.join(folder, CLASS_COUNTS_NAME)
+    if not os.path.isfile(path):
+        return None
+    counts = {}
+    with open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fields = line.rstrip('\n').split('\t', 2)
+            try:
+                label, count = int(fields[0]), int(fields[1])
+            except (ValueError, IndexError):
+                raise InputError(path, 'line %d: expected label<TAB>count[<TAB>name], got %r'
+                                 % (line_number, line.strip()))
+            counts[label] = count
+    if not counts:
+        raise InputError(path, 'holds no classes')
+    return counts
+
+
+def scan_labels(files):
+    """(lowest, highest) label of the TFRecords, one record at a time."""
+    lowest = highest = None
+    for path in files:
+        try:
+            for record in tf.io.tf_record_iterator(path):
+                values = tf.train.Example.FromString(record).features.feature['label'] \
+                    .int64_list.value
+                if not values:
+                    raise InputError(path, 'a record has no int64 label')
+                lowest = values[0] if lowest is None else min(lowest, values[0])
+                highest = values[0] if highest is None else max(highest, values[0])
+        except tf.errors.OpError as e:
+            raise InputError(path, 'the labels cannot be read (%s)' % e.message.split('\n')[0])
+    return lowest, highest
+
+
+LabelRange = namedtuple('LabelRange', 'lowest highest source')
+
+
+def label_range(folder, files, records):
+    """LabelRange of the training labels: from class_counts.txt when its
+    counts add up to the ``records`` the files hold (instant), else read
+    from every record (bounded memory; about 100,000 records per second here)."""
+    counts = read_class_counts(folder)
+    if counts is not None and sum(counts.values()) == records:
+        return LabelRange(min(counts), max(counts), CLASS_COUNTS_NAME)
+    lowest, highest = scan_labels(files)
+    why = 'no %s' % CLASS_COUNTS_NAME if counts is None else \
+        '%s counts %d images, the files hold %d' % (CLASS_COUNTS_NAME,
+                                                     sum(counts.values()), records)
+    return LabelRange(lowest, highest, 'read from the %d records; %s' % (records, why))

@@ -82,7 +82,6 @@ def resumed_perf_run(full_run, workspace):
     return proc, snapshot_output(workspace['model'], 'perf_output')
 
 
-@pytest.mark.tf115
 def test_full_run_logs_the_reference_lines_and_learns(full_run):
     proc, _ = full_run
     lines = LOG_LINE.findall(proc.stdout)
@@ -117,7 +116,6 @@ def test_full_run_validates_saves_and_keeps_the_history(full_run, workspace):
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(str(output / 'summary')))
 
 
-@pytest.mark.tf115
 def test_full_run_summary_is_complete(full_run):
     proc, output = full_run
     pairs = read_summary(str(output / ('%s_bs8_1p_acc.log' % NETWORK)))
@@ -131,7 +129,6 @@ def test_full_run_summary_is_complete(full_run):
     assert 'Final Performance images/sec : ' in proc.stdout
 
 
-@pytest.mark.tf115
 def test_performance_run_resumes_the_step_count(resumed_perf_run, workspace):
     proc, output = resumed_perf_run
     assert 'Resuming from' in proc.stdout and 'at step 16' in proc.stdout
@@ -142,7 +139,6 @@ def test_performance_run_resumes_the_step_count(resumed_perf_run, workspace):
     assert float(summary['ActualFPS']) > 0 and float(summary['TrainAccuracy']) > 0.5
 
 
-@pytest.mark.tf115
 def test_eval_ckpt_file_reports_each_checkpoint(full_run, workspace):
     proc = must_pass(run([sys.executable, str(workspace['model'] / 'eval_ckpt_file.py'),
                           '--ckpt_file=%s' % (workspace['ckpt'] / 'InsightFace_iter_'),
@@ -167,7 +163,6 @@ def test_eval_ckpt_file_refuses_a_wrong_class_count(full_run, workspace):
         'was trained for 6 identities (arcface_loss/embedding_weights), not --num_output=7')
 
 
-@pytest.mark.tf115
 def test_export_gives_the_checkpoint_embeddings(full_run, workspace, tmp_path):
     out = tmp_path / 'export'
     must_pass(run([sys.executable, str(workspace['model'] / 'export_model.py'),
