@@ -294,7 +294,7 @@ def test_only_the_chief_writes_and_every_worker_evaluates(two_workers):
         assert ('Saved checkpoint' in log) == (index == 0)
     accuracy_lines = [[line for line in log.splitlines() if line.startswith('[lfw]')]
                       for log in logs]
-    assert len(accuracy_lines[0]) == 3 and accuracy_lines[0] == accuracy_lines[1]
+    assert len(accuracy_lines[0]) == 4 and accuracy_lines[0] == accuracy_lines[1]
 
 
 @pytest.mark.slow
