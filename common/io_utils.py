@@ -7,11 +7,14 @@
   naming the file and the problem, and exit status 2; no traceback.
 - ``TrainingError``: training cannot go on (a NaN/Inf loss, a lost worker):
   one ``[Error]`` line and exit status 3.
+- ``InterruptedRun``: SIGTERM / SIGINT stopped training after a save: one
+  ``[Stopped]`` line and exit status 128 + signal (143 / 130).
 """
 from __future__ import print_function
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 
@@ -28,6 +31,16 @@ class InputError(Exception):
 
 class TrainingError(Exception):
     """Training stopped for a reason the user must see (NaN loss, lost worker)."""
+
+
+class InterruptedRun(Exception):
+    """Training stopped on SIGTERM / SIGINT after saving: exit 128 + signal."""
+
+    def __init__(self, signum, step, checkpoint):
+        self.exit_status = 128 + signum
+        super(InterruptedRun, self).__init__(
+            '%s received at step %d: saved %s; run the same command to resume'
+            % (signal.Signals(signum).name, step, checkpoint))
 
 
 def temporary_path(path):
@@ -98,9 +111,19 @@ def require_dir(path, what='folder'):
 
 def run_main(main, argv=None):
     """Runs ``main(argv)``; InputError exits 2 and TrainingError exits 3, each
-    with one '[Error] ...' line on stderr instead of a traceback."""
+    with one '[Error] ...' line on stderr instead of a traceback; a run stopped
+    by a signal exits 128 + signal with one '[Stopped] ...' line."""
     try:
         status = main(argv)
+    except InterruptedRun as e:
+        sys.stdout.flush()
+        print('[Stopped] %s' % e, file=sys.stderr)
+        sys.exit(e.exit_status)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a training loop (which saves first: InterruptedRun).
+        sys.stdout.flush()
+        print('[Stopped] interrupted (SIGINT); nothing was saved by this run', file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except (InputError, TrainingError) as e:
         sys.stdout.flush()
         print('[Error] %s' % e, file=sys.stderr)

@@ -21,6 +21,8 @@ import sys
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from common.io_utils import InputError
+
 DEVICES = ('auto', 'npu', 'gpu', 'cpu')
 PRECISION_MODES = ('allow_mix_precision', 'allow_fp32_to_fp16', 'force_fp16',
                    'must_keep_origin_dtype', 'force_fp32')
@@ -83,12 +85,14 @@ def detect_device(requested='auto'):
     if requested in ('auto', 'npu') and _import_npu():
         return 'npu'
     if requested == 'npu':
-        raise RuntimeError('--device=npu but neither npu_bridge nor npu_device '
-                           'imports; install Ascend CANN and its TF adapter')
+        raise InputError(None, '--device=npu, but neither npu_bridge nor npu_device imports '
+                               '(Ascend CANN and its TensorFlow adapter); use --device=cpu, '
+                               'or auto to take what this machine has')
     if requested in ('auto', 'gpu') and _gpu_available():
         return 'gpu'
     if requested == 'gpu':
-        raise RuntimeError('--device=gpu but TensorFlow sees no GPU')
+        raise InputError(None, '--device=gpu, but TensorFlow sees no GPU on this machine; '
+                               'use --device=cpu, or auto to take what this machine has')
     return 'cpu'
 
 
@@ -138,18 +142,19 @@ def _npu_session_config(precision_mode, iterations_per_loop, dynamic_input):
 
 def build_device_config(device='auto', precision_mode=DEFAULT_PRECISION_MODE,
                         iterations_per_loop=None, dynamic_input=False,
-                        cpuinfo_text=None, log=True):
+                        cpuinfo_text=None, log=True, probe=True):
     """Returns a DeviceConfig for --device and --precision_mode.
 
-    ``device`` may already be resolved ('npu'/'gpu'/'cpu'): then nothing is
-    probed, which is how the NPU proto is built and tested without an NPU.
+    An explicit 'npu' or 'gpu' must be there (InputError otherwise), so no
+    run trains on the CPU while it says otherwise; ``probe=False`` skips that
+    check, which is how the NPU and GPU protos are built and tested here.
     ``cpuinfo_text`` replaces /proc/cpuinfo (tests inject CPU flags).
     """
     if precision_mode not in PRECISION_MODES:
         raise ValueError('--precision_mode must be one of %s, got %r'
                          % (PRECISION_MODES, precision_mode))
-    if device == 'auto':
-        device = detect_device('auto')
+    if device == 'auto' or (probe and device in ('npu', 'gpu')):
+        device = detect_device(device)
     mixed = precision_mode not in FP32_MODES
 
     if device == 'npu':

@@ -10,20 +10,31 @@
 - ``preflight_outputs``: every output folder and file is checked to be
   writable before any work, so no run trains and then fails to save.
 - ``due``: the log / checkpoint / evaluation cadence.
+- ``StopOnSignal``: SIGTERM / SIGINT during training ends the current step,
+  the recipe saves, and ``InterruptedRun`` exits with one line (128 + signal).
+- ``hold_checkpoint_folder``: one training run per ``--ckpt_path`` at a time.
+- ``move_completed_aside``: a completed run's folder is renamed with its date,
+  so a ModelZoo script run again trains again and nothing is deleted.
 
 Each recipe keeps its own reference log lines; only the mechanics live here.
 """
 from __future__ import print_function
 
 import collections
+import contextlib
+import errno
+import fcntl
 import math
 import os
 import re
+import signal
+import sys
 import tempfile
+import time
 
 import tensorflow.compat.v1 as tf
 
-from common.io_utils import InputError, TrainingError
+from common.io_utils import InputError, InterruptedRun, TrainingError
 
 RunPlan = collections.namedtuple('RunPlan', 'checkpoint start_step stop_step')
 RunPlan.__doc__ = """checkpoint: the newest complete checkpoint (None: start afresh);
@@ -50,18 +61,39 @@ def checkpoint_global_step(checkpoint):
                                      'another --ckpt_path' % str(e).splitlines()[0])
 
 
+def move_completed_aside(ckpt_folder, checkpoint):
+    """Renames ``ckpt_folder`` to ``<folder>.<date of its newest checkpoint>``
+    (a number added if taken) and returns the new name; nothing is deleted."""
+    folder = os.path.abspath(ckpt_folder).rstrip(os.sep)
+    stamp = time.strftime('%Y%m%d-%H%M%S',
+                          time.localtime(os.path.getmtime(checkpoint + '.index')))
+    target, number = '%s.%s' % (folder, stamp), 1
+    while os.path.exists(target):
+        target, number = '%s.%s-%d' % (folder, stamp, number), number + 1
+    os.rename(folder, target)
+    return target
+
+
 def plan_run(ckpt_folder, total_steps, raise_flags, run_steps=0, needs_fps=False,
-             read_step=checkpoint_global_step):
+             read_step=checkpoint_global_step, restart_completed=False):
     """Where this run starts and stops; InputError when there is nothing to train.
 
     ``total_steps``: the global step at which the whole training ends;
     ``run_steps``: at most this many steps in this run (0: no limit);
     ``raise_flags``: the flags that lengthen training, named in the message;
     ``needs_fps``: the run must time at least one step after the first;
-    ``read_step``: checkpoint -> global step (a recipe may check more there).
+    ``read_step``: checkpoint -> global step (a recipe may check more there);
+    ``restart_completed``: a completed folder is moved aside (one line says
+    where) and the run starts afresh, as the ModelZoo scripts expect.
     """
     checkpoint = latest_checkpoint(ckpt_folder)
     start_step = read_step(checkpoint) if checkpoint else 0
+    if start_step >= total_steps and restart_completed:
+        moved = move_completed_aside(ckpt_folder, checkpoint)
+        print('Training in %s was complete (step %d of %d): moved it to %s; starting a new run'
+              % (ckpt_folder, start_step, total_steps, moved))
+        sys.stdout.flush()
+        checkpoint, start_step = None, 0
     if start_step >= total_steps:
         raise InputError(checkpoint, 'training is already complete (step %d of %d); raise '
                                      '%s or use another --ckpt_path'
@@ -180,3 +212,78 @@ def preflight_outputs(folders=(), files=()):
 def due(step, interval, final_step=None):
     """True every ``interval`` steps and at ``final_step`` (the run's last)."""
     return step % interval == 0 or step == final_step
+
+
+class StopOnSignal(object):
+    """While active, SIGTERM and SIGINT only ask the training loop to stop.
+
+    The loop checks ``requested`` after each step, saves a checkpoint and
+    raises ``stopped(step, checkpoint)``. A second signal acts at once (the
+    default SIGTERM exit, or KeyboardInterrupt) for a user who cannot wait.
+    Outside the main thread (a test calling main in a thread) it does nothing.
+    """
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handle(self, signum, _frame):
+        if self.signum is not None:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+
+    def __enter__(self):
+        try:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    def stopped(self, step, checkpoint):
+        return InterruptedRun(self.signum, step, checkpoint)
+
+
+@contextlib.contextmanager
+def hold_checkpoint_folder(ckpt_folder):
+    """Makes ``ckpt_folder`` and holds an exclusive lock on it for the run.
+
+    A second run on the same folder is refused with one InputError line (its
+    checkpoints would overwrite each other). The lock is ``.lock`` in the
+    folder (the holder's pid inside); the kernel releases it when the process
+    ends, however it ends.
+    """
+    if not os.path.isdir(ckpt_folder):
+        os.makedirs(ckpt_folder)
+    path = os.path.join(ckpt_folder, '.lock')
+    lock = open(path, 'a+')
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError) as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            lock.seek(0)
+            holder = lock.read().strip() or 'unknown'
+            raise InputError(ckpt_folder, 'another training run (pid %s) is using this '
+                                          '--ckpt_path; wait for it to end or use another '
+                                          '--ckpt_path' % holder)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+    finally:
+        lock.close()

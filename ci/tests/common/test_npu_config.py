@@ -5,6 +5,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from common import npu_config
+from common.io_utils import InputError
 
 tf.disable_v2_behavior()
 
@@ -16,7 +17,8 @@ PLAIN_CPUINFO = 'processor : 0\nflags : fpu sse2 avx2 avx512f avx512_vnni\n'
 
 @pytest.mark.parametrize('mode', npu_config.PRECISION_MODES)
 def test_npu_proto_carries_exactly_the_expected_parameters(mode):
-    cfg = npu_config.build_device_config('npu', mode, iterations_per_loop=100, log=False)
+    cfg = npu_config.build_device_config('npu', mode, iterations_per_loop=100, log=False,
+                                         probe=False)
     rewrite = cfg.session_config.graph_options.rewrite_options
     assert [op.name for op in rewrite.custom_optimizers] == ['NpuOptimizer']
     params = rewrite.custom_optimizers[0].parameter_map
@@ -30,7 +32,8 @@ def test_npu_proto_carries_exactly_the_expected_parameters(mode):
 
 
 def test_npu_proto_dynamic_input_and_default_loop():
-    cfg = npu_config.build_device_config('npu', 'force_fp32', dynamic_input=True, log=False)
+    cfg = npu_config.build_device_config('npu', 'force_fp32', dynamic_input=True,
+                                         log=False, probe=False)
     params = cfg.session_config.graph_options.rewrite_options.custom_optimizers[0].parameter_map
     assert set(params.keys()) == {'use_off_line', 'precision_mode', 'dynamic_input',
                                   'dynamic_graph_execute_mode'}
@@ -46,9 +49,9 @@ def test_auto_resolution_order(monkeypatch):
     assert npu_config.detect_device('auto') == 'gpu'
     monkeypatch.setattr(npu_config, '_gpu_available', lambda: False)
     assert npu_config.detect_device('auto') == 'cpu'
-    with pytest.raises(RuntimeError, match='npu_bridge'):
+    with pytest.raises(InputError, match='npu_bridge'):
         npu_config.detect_device('npu')
-    with pytest.raises(RuntimeError, match='no GPU'):
+    with pytest.raises(InputError, match='no GPU'):
         npu_config.detect_device('gpu')
 
 
@@ -102,11 +105,11 @@ def test_cpu_precision_choice(cpuinfo, mode, dtype, capsys):
 
 
 def test_gpu_proto():
-    mixed = npu_config.build_device_config('gpu', 'allow_mix_precision', log=False)
+    mixed = npu_config.build_device_config('gpu', 'allow_mix_precision', log=False, probe=False)
     assert mixed.session_config.gpu_options.allow_growth
     assert mixed.session_config.graph_options.rewrite_options.auto_mixed_precision == ON
     assert mixed.compute_dtype == 'float16'
-    fp32 = npu_config.build_device_config('gpu', 'must_keep_origin_dtype', log=False)
+    fp32 = npu_config.build_device_config('gpu', 'must_keep_origin_dtype', log=False, probe=False)
     assert fp32.session_config.graph_options.rewrite_options.auto_mixed_precision != ON
 
 
@@ -145,8 +148,21 @@ def test_tiny_graph_trains_under_each_cpu_mode(cpuinfo, mode):
 
 def test_fp16_loss_scaling_wrapper_trains():
     # The GPU fp16 path's optimizer wrapper; the arithmetic runs on the CPU here.
-    gpu_mixed = npu_config.build_device_config('gpu', 'allow_mix_precision', log=False)
+    gpu_mixed = npu_config.build_device_config('gpu', 'allow_mix_precision', log=False, probe=False)
     cfg = gpu_mixed._replace(session_config=tf.ConfigProto(device_count={'GPU': 0}))
     first, last, optimizer = _train_tiny_regression(cfg)
     assert 'LossScale' in type(optimizer).__name__
     assert last < 0.05 * first
+
+
+@pytest.mark.parametrize('device, mode', [('gpu', 'allow_mix_precision'),
+                                          ('gpu', 'must_keep_origin_dtype'),
+                                          ('npu', 'force_fp32'), ('npu', 'allow_mix_precision')])
+def test_an_explicit_device_that_is_not_there_is_refused(device, mode, capsys):
+    if npu_config._gpu_available() or npu_config._import_npu():
+        pytest.skip('this machine has an accelerator')
+    with pytest.raises(InputError) as error:
+        npu_config.build_device_config(device, mode)
+    assert str(error.value).startswith('--device=%s, but ' % device)
+    assert 'use --device=cpu' in str(error.value)
+    assert capsys.readouterr().out == ''   # no "[device] gpu ..." claim printed

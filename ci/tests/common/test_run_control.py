@@ -1,6 +1,9 @@
 """common/run_control.py: run planning, restore errors, the finite-loss stop,
 the output preflight and the cadence, on real checkpoints and folders."""
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -148,3 +151,72 @@ class FakeError(object):
 ], ids=['TF 2 input pipeline', 'TF 1.15 input pipeline', 'several root errors', 'restore'])
 def test_the_reason_line_of_tensorflow_errors(message, reason):
     assert run_control.tf_reason(FakeError(message)) == reason
+
+
+def test_a_complete_run_is_moved_aside_when_asked_and_nothing_is_deleted(tmp_path, capsys):
+    folder = tmp_path / 'ckpt'
+    folder.mkdir()
+    done = write_checkpoint(folder, 10)
+    before = sorted(os.listdir(str(folder)))
+    plan = run_control.plan_run(str(folder), 10, '--steps', restart_completed=True)
+    assert plan == run_control.RunPlan(None, 0, 10)
+    moved = [p for p in os.listdir(str(tmp_path)) if p.startswith('ckpt.')]
+    assert len(moved) == 1 and not folder.exists()
+    assert sorted(os.listdir(str(tmp_path / moved[0]))) == before
+    line = capsys.readouterr().out.strip()
+    assert line == ('Training in %s was complete (step 10 of 10): moved it to %s; starting a '
+                    'new run' % (folder, tmp_path / moved[0]))
+    # The moved folder still restores: its checkpoint file names relative paths.
+    assert run_control.latest_checkpoint(str(tmp_path / moved[0])) == \
+        done.replace(str(folder), str(tmp_path / moved[0]))
+    # A second completed run of the same date gets its own name.
+    folder.mkdir()
+    write_checkpoint(folder, 10)
+    os.utime(str(folder / 'model.ckpt-10.index'),
+             (os.path.getmtime(str(tmp_path / moved[0] / 'model.ckpt-10.index')),) * 2)
+    run_control.plan_run(str(folder), 10, '--steps', restart_completed=True)
+    assert sorted(p for p in os.listdir(str(tmp_path)) if p.startswith('ckpt.')) == \
+        [moved[0], moved[0] + '-1']
+    # An incomplete run still resumes.
+    write_checkpoint(folder, 4)
+    assert run_control.plan_run(str(folder), 10, '--steps', restart_completed=True).start_step == 4
+
+
+def test_a_second_run_on_the_same_folder_is_refused_until_the_first_ends(tmp_path):
+    folder = str(tmp_path / 'ckpt')
+    holder = subprocess.Popen(
+        [sys.executable, '-c', 'import sys, time; from common import run_control\n'
+         'with run_control.hold_checkpoint_folder(sys.argv[1]):\n'
+         '    print("held", flush=True); time.sleep(60)', folder],
+        stdout=subprocess.PIPE, universal_newlines=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(InputError) as error:
+            with run_control.hold_checkpoint_folder(folder):
+                pass
+        assert str(error.value) == (
+            '%s: another training run (pid %d) is using this --ckpt_path; wait for it to end '
+            'or use another --ckpt_path' % (folder, holder.pid))
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_control.hold_checkpoint_folder(folder):   # released when the holder died
+        assert open(os.path.join(folder, '.lock')).read() == str(os.getpid())
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_asks_the_loop_to_stop_and_a_second_one_acts_at_once(signum):
+    previous = signal.getsignal(signum)
+    with run_control.StopOnSignal() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signum)
+        assert stop.requested
+        stopped = stop.stopped(12, '/x/model.ckpt-12')
+        assert stopped.exit_status == 128 + signum
+        assert str(stopped) == ('%s received at step 12: saved /x/model.ckpt-12; run the same '
+                                'command to resume' % signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signum)
+    assert signal.getsignal(signum) == previous

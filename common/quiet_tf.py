@@ -1,0 +1,76 @@
+"""TensorFlow's own logging, quiet by default in every entry point.
+
+Call ``import_tensorflow(verbose)`` after the flags are parsed (so ``--help``
+never waits for TensorFlow) and before anything imports TensorFlow:
+
+- ``TF_CPP_MIN_LOG_LEVEL=2`` hides the C++ INFO and WARNING lines (the
+  cpu_feature_guard banner, Grappler's notices); errors still show.
+- TensorFlow 2.16+ prints a oneDNN notice and an absl banner while it loads,
+  before its log level applies: those lines go to a temporary file during the
+  import and only the other lines (errors) are written back to stderr.
+- The Python side: the ``tensorflow`` logger at ERROR (deprecation notices
+  are WARNINGs there) and Python warnings raised inside TensorFlow or Keras
+  are not shown.
+
+``--verbose``, or a ``TF_CPP_MIN_LOG_LEVEL`` the user set, leaves all of it as
+TensorFlow has it. The project's own lines (device, progress, the reference
+log lines, errors) go through print and are never touched.
+"""
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+
+# C++ lines TensorFlow writes while it loads, before TF_CPP_MIN_LOG_LEVEL applies.
+LOAD_NOISE = re.compile(
+    r'^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to '
+    r'STDERR|[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] .*|To enable the following instructions:.*|'
+    r'\d{4}-\d\d-\d\d [\d:.]+: [IW] [\w/.]+:\d+\] .*)$')
+WARNING_MODULES = r'(tensorflow|keras|tf_keras|absl|tensorboard|h5py)(\.|$)'
+
+
+def user_chose_logging():
+    """True when the user's environment already sets TensorFlow's log level."""
+    return 'TF_CPP_MIN_LOG_LEVEL' in os.environ
+
+
+def _import_with_filtered_stderr():
+    """Imports tensorflow with fd 2 caught in a file; replays what is not load noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode('utf-8', 'replace').splitlines()
+                    if line.strip() and not LOAD_NOISE.match(line)]
+            for line in kept:
+                print(line, file=sys.stderr)
+
+
+def import_tensorflow(verbose=False):
+    """Imports TensorFlow with its own logging quiet (unless ``verbose`` or the
+    user set ``TF_CPP_MIN_LOG_LEVEL``); returns ``tensorflow.compat.v1``."""
+    quiet = not verbose and not user_chose_logging()
+    if quiet:
+        os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+        warnings.filterwarnings('ignore', module=WARNING_MODULES)
+        if 'tensorflow' not in sys.modules:
+            _import_with_filtered_stderr()
+    import tensorflow.compat.v1 as tf
+    if quiet:
+        logging.getLogger('tensorflow').setLevel(logging.ERROR)
+        tf.logging.set_verbosity(tf.logging.ERROR)
+    return tf
+
+
+def add_verbose_flag(parser):
+    parser.add_argument('--verbose', action='store_true',
+                        help="show TensorFlow's own log lines and warnings (default: only "
+                             'errors; a TF_CPP_MIN_LOG_LEVEL you set is also kept)')
