@@ -3,6 +3,7 @@
 # Plots and loss+perf_gpu.txt go to test/output/$ASCEND_DEVICE_ID/.
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
 Network="Gitloss_ID1277_for_TensorFlow"
+data_path_help="MNIST: {train,t10k}-images-idx3-ubyte, {train,t10k}-labels-idx1-ubyte (or .gz)"
 batch_size=128
 train_steps=8000
 modelzoo_parse_args "$@"

@@ -2,6 +2,7 @@
 # Git-loss training throughput on MNIST: a short gitloss_perf.py run (200 steps).
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
 Network="Gitloss_ID1277_for_TensorFlow"
+data_path_help="MNIST: {train,t10k}-images-idx3-ubyte, {train,t10k}-labels-idx1-ubyte (or .gz)"
 batch_size=128
 train_steps=200
 modelzoo_parse_args "$@"
