@@ -1,4 +1,5 @@
 """common/modelzoo_summary.py and common/modelzoo_test.sh, read back from disk."""
+import glob
 import json
 import os
 import platform
@@ -335,3 +336,17 @@ def test_atomic_write_gives_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize('script, holds', [
+    (script, holds) for model, holds in [
+        ('Face-ResNet50_ID1372', 'label/label_1200.npy, label/name_1200.npy, CACD2000_Crop/'),
+        ('Gitloss_ID1277', 'MNIST: {train,t10k}-images-idx3-ubyte'),
+        ('InsightFace_TF', 'training TFRecords (or a tfrecords/ folder), lfw/')]
+    for script in sorted(glob.glob(os.path.join(REPO_ROOT, model, 'test', 'train_*.sh')))])
+def test_every_model_script_says_what_data_path_must_hold(script, holds):
+    proc = _run(script, '--h')
+    assert proc.returncode == 0 and proc.stderr == ''
+    lines = proc.stdout.splitlines()
+    assert lines[2].startswith('  --data_path=PATH')
+    assert holds in lines[3]
