@@ -178,16 +178,18 @@ class RecordIOReader(object):
         """(key, offset) pairs streamed from the .idx, offsets checked."""
         return iter_index(self.idx_path, self.rec_size, self.rec_path)
 
-    def _read_exactly(self, count, key, offset):
-        # Checked before reading: read(count) would allocate count bytes.
-        if self._file.tell() + count > self.rec_size:
-            data = b''
-        else:
-            data = self._file.read(count)
-        if len(data) != count:
+    def _require_bytes(self, count, key, offset, have=None):
+        """Checked before reading (read(count) would allocate count bytes),
+        and after it (``have``: the bytes read, should the file shrink)."""
+        if self._file.tell() + count > self.rec_size if have is None else have != count:
             raise InputError(self.rec_path, 'record key %d at offset %d is truncated: '
                                             'the file ends at %d bytes'
                              % (key, offset, self.rec_size))
+
+    def _read_exactly(self, count, key, offset):
+        self._require_bytes(count, key, offset)
+        data = self._file.read(count)
+        self._require_bytes(count, key, offset, have=len(data))
         return data
 
     def read(self, key, offset):
@@ -207,6 +209,7 @@ class RecordIOReader(object):
             if cflag not in expected:
                 raise InputError(self.rec_path, 'record key %d at offset %d: part flag %d '
                                                 'out of sequence' % (key, offset, cflag))
+            self._require_bytes(length, key, offset)
             total += length
             if total > MAX_RECORD_BYTES:
                 raise InputError(self.rec_path, 'record key %d at offset %d claims more than '
