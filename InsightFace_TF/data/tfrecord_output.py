@@ -218,7 +218,9 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
         writers = []
         for path in paths:
             temporary = stack.enter_context(atomic_path(path))
-            writers.append(stack.enter_context(tf.io.TFRecordWriter(temporary)))
+            # As bytes: TensorFlow encodes a str path as strict UTF-8, which a
+            # non-UTF-8 file name is not.
+            writers.append(stack.enter_context(tf.io.TFRecordWriter(os.fsencode(temporary))))
         progress = stack.enter_context(
             tqdm(total=total, unit='img', desc=progress_name, mininterval=1.0))
         for description, image_bytes, label in items:

@@ -136,7 +136,8 @@ def training_dataset(files, batch_size, image_size, buffer_size, shard=None,
     (data-parallel workers). The data repeats; the caller counts epochs.
     """
     autotune = tf.data.experimental.AUTOTUNE
-    dataset = tf.data.TFRecordDataset(files)
+    # As bytes: TensorFlow takes a str path as strict UTF-8 (see tfrecord_output).
+    dataset = tf.data.TFRecordDataset([os.fsencode(f) for f in files])
     if shard is not None and shard[0] > 1:
         dataset = dataset.shard(shard[0], shard[1])
     dataset = dataset.shuffle(buffer_size).repeat()
@@ -179,7 +180,7 @@ def scan_labels(files):
     lowest = highest = None
     for path in files:
         try:
-            for record in tf.io.tf_record_iterator(path):
+            for record in tf.io.tf_record_iterator(os.fsencode(path)):
                 values = tf.train.Example.FromString(record).features.feature['label'] \
                     .int64_list.value
                 if not values:

@@ -9,6 +9,7 @@ and checks the exact ``[Error]`` line and exit status 2, or a clean success.
 """
 import gzip
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -304,3 +305,182 @@ def test_tfrecord_headers_gzip_and_claims(tmp_path, capsys):
     assert str(refused.value).endswith('is not a TFRecord file: the length of record 0 '
                                        'fails its checksum (the file is damaged, compressed '
                                        'or of another format)')
+
+
+# ------------------------------------------------------------ clearer messages
+
+def test_keys_or_offsets_listed_twice_in_an_idx(tmp_path, capsys):
+    rec, idx = write_rec(tmp_path, [(0, 0, JPEG), (1, 1, JPEG), (2, 1, JPEG)])
+    lines = idx.read_text().splitlines()
+    out = tmp_path / 'out'
+    idx.write_text('\n'.join(lines + [lines[1].split('\t')[0] + '\t' +
+                                      lines[2].split('\t')[1]]) + '\n')
+    assert_refused(run_tool(mx2tfrecords, rec_args(rec, idx) + ['--tfrecords_file_path', out],
+                            capsys),
+                   '[Error] %s: line 4: key 1 is listed again (first on line 2); each record '
+                   'must be listed once, or its image would be converted twice' % idx)
+    offset = lines[2].split('\t')[1]
+    idx.write_text('\n'.join(lines + ['7\t' + offset]) + '\n')
+    assert_refused(run_tool(rec2image_folder, rec_args(rec, idx) +
+                            ['--image_folder', tmp_path / 'images'], capsys),
+                   '[Error] %s: line 4: offset %s is listed again (first on line 3); each '
+                   'record must be listed once, or its image would be converted twice'
+                   % (idx, offset))
+    assert not out.exists() and not (tmp_path / 'images').exists()
+
+
+def test_a_folder_or_a_link_loop_where_a_file_belongs(tmp_path, capsys):
+    rec, idx = write_rec(tmp_path, [(0, 0, JPEG)])
+    out = ['--tfrecords_file_path', tmp_path / 'out']
+    folder = tmp_path / 'train.idx'
+    folder.mkdir()
+    assert_refused(run_tool(mx2tfrecords, rec_args(rec, folder) + out, capsys),
+                   '[Error] %s: .idx file is a folder, not a file' % folder)
+    loop = tmp_path / 'loop.idx'
+    os.symlink(str(loop), str(loop))
+    assert_refused(run_tool(mx2tfrecords, rec_args(rec, loop) + out, capsys),
+                   '[Error] %s: .idx file is a symbolic link loop' % loop)
+    dangling = tmp_path / 'moved.rec'
+    os.symlink('elsewhere/train.rec', str(dangling))
+    assert_refused(run_tool(mx2tfrecords, rec_args(dangling, idx) + out, capsys),
+                   "[Error] %s: .rec file is a symbolic link to 'elsewhere/train.rec', which "
+                   "does not exist" % dangling)
+    assert_refused(check_bin(tmp_path / 'train.idx', capsys),
+                   '[Error] %s: .bin file is a folder, not a file' % folder)
+
+
+def test_pair_names_with_spaces_quoted_or_tab_separated(tmp_path, capsys):
+    rng = np.random.RandomState(5)
+    faces = tmp_path / 'my faces'
+    faces.mkdir()
+    jpegs = {}
+    for name, identity in (('ann 1.jpg', 0), ('ann 2.jpg', 0), ('bo #1.jpg', 1)):
+        jpegs[name] = synthetic.identity_jpeg(identity, rng)
+        (faces / name).write_bytes(jpegs[name])
+    pairs = tmp_path / 'pairs.txt'
+    pairs.write_text('"my faces/ann 1.jpg" \'my faces/ann 2.jpg\' 1  # quoted\n'
+                     'my faces/ann 1.jpg\tmy faces/bo #1.jpg\t0\n' * 5)
+    output = tmp_path / 'mine.bin'
+    status, stdout, err = run_tool(eval_data_reader, ['--pairs', pairs, '--output', output],
+                                   capsys)
+    assert status == 0, err
+    assert 'wrote %s: 10 pairs (5 same, 5 different), 20 images' % output in stdout
+    bins, issame = eval_data_reader.read_bin_pickle(str(output))
+    assert bins[:4] == [jpegs['ann 1.jpg'], jpegs['ann 2.jpg'], jpegs['ann 1.jpg'],
+                        jpegs['bo #1.jpg']]
+    assert issame.tolist() == [True, False] * 5
+    pairs.write_text('"my faces/ann 1.jpg my faces/ann 2.jpg 1\n' * 10)
+    assert_refused(run_tool(eval_data_reader, ['--pairs', pairs, '--output', output,
+                                               '--overwrite'], capsys),
+                   "[Error] %s: line 1: No closing quotation in '\"my faces/ann 1.jpg my "
+                   "faces/ann 2.jpg 1'" % pairs)
+
+
+def test_lfw_pairs_names_with_spaces(tmp_path, capsys):
+    images = tmp_path / 'lfw'
+    rng = np.random.RandomState(6)
+    for name, count, identity in (('Ann Lee', 2, 0), ('Bo Ma', 1, 1)):
+        (images / name).mkdir(parents=True)
+        for number in range(1, count + 1):
+            (images / name / ('%s_%04d.jpg' % (name, number))).write_bytes(
+                synthetic.identity_jpeg(identity, rng))
+    pairs = tmp_path / 'pairs.txt'
+    pairs.write_text('10\t1\n' + 'Ann Lee\t1\t2\nAnn Lee\t1\tBo Ma\t1\n' * 10)
+    output = tmp_path / 'lfw.bin'
+    status, stdout, err = run_tool(eval_data_reader, ['--lfw_pairs', pairs, '--images', images,
+                                                      '--output', output], capsys)
+    assert status == 0, err
+    assert 'wrote %s: 20 pairs (10 same, 10 different) in 10 folds' % output in stdout
+    bins, _ = eval_data_reader.read_bin_pickle(str(output))
+    assert bins[3] == (images / 'Bo Ma' / 'Bo Ma_0001.jpg').read_bytes()
+
+
+# ------------------------------------------------------------ non-UTF-8 names
+
+def run_ascii(script, *argv):
+    """The tool as a subprocess whose stdout is strict ASCII (LC_ALL=C)."""
+    env = dict(os.environ, PYTHONIOENCODING='ascii:strict', LC_ALL='C')
+    return subprocess.run([sys.executable, os.path.join(DATA_DIR, script)] + list(argv),
+                          capture_output=True, env=env, timeout=120)
+
+
+def test_non_utf8_names_on_an_ascii_stdout(tmp_path):
+    base = os.fsencode(str(tmp_path))
+    root = base + b'/donn\xe9es'
+    for identity in (b'caf\xe9', b'zoe'):
+        os.makedirs(root + b'/' + identity)
+        for number in (b'1', b'\xe9t\xe9'):
+            with open(root + b'/' + identity + b'/' + number + b'.jpg', 'wb') as f:
+                f.write(JPEG)
+    out = base + b'/sortie \xe9'
+    done = run_ascii('image_folder2tfrecords.py', b'--image_folder', root,
+                     b'--tfrecords_file_path', out)
+    assert done.returncode == 0, done.stderr
+    assert b'Traceback' not in done.stderr
+    assert (b'%s: 2 identities, 4 images' % root.replace(b'\xe9', b'\\udce9')) in done.stdout
+    with open(out + b'/class_counts.txt', 'rb') as f:
+        assert f.read() == b'0\t2\tcaf\xe9\n1\t2\tzoe\n'
+
+    lfw = base + b'/\xe9val.bin'
+    synthetic.make_bin(os.fsdecode(lfw), num_classes=2, num_pairs=10)
+    done = run_ascii('eval_data_reader.py', b'--check', lfw)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(lfw.replace(b'\xe9', b'\\udce9') + b': 10 pairs')
+    missing = base + b'/d\xe9j\xe0.rec'
+    done = run_ascii('mx2tfrecords.py', b'--bin_path', missing, b'--idx_path', missing,
+                     b'--tfrecords_file_path', out + b'2')
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        b'[Error] ' + missing.replace(b'\xe9', b'\\udce9').replace(b'\xe0', b'\\udce0') +
+        b': .rec file does not exist']
+
+
+# ------------------------------------------------------------ unreadable files
+
+SETPRIV = shutil.which('setpriv')
+READABLE = r'''
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from common.io_utils import InputError
+from data import eval_data_reader, mx2tfrecords, train_dataset
+rec, idx, locked_rec, locked_idx, locked_bin, out, locked_tfrecord = sys.argv[3:]
+for call in (lambda: mx2tfrecords.main(['--bin_path', locked_rec, '--idx_path', idx,
+                                        '--tfrecords_file_path', out]),
+             lambda: mx2tfrecords.main(['--bin_path', rec, '--idx_path', locked_idx,
+                                        '--tfrecords_file_path', out]),
+             lambda: eval_data_reader.main(['--check', locked_bin]),
+             lambda: train_dataset.count_records(locked_tfrecord)):
+    try:
+        call()
+        print('[no error]', file=sys.stderr)
+    except InputError as e:
+        print('[Error] %s' % e, file=sys.stderr)
+'''
+
+
+@pytest.mark.skipif(SETPRIV is None, reason='setpriv (util-linux) is not installed')
+def test_files_without_read_permission(tmp_path):
+    """chmod 000 files, read by a process without CAP_DAC_OVERRIDE (root
+    otherwise reads them anyway)."""
+    rec, idx = write_rec(tmp_path / 'readable', [(0, 0, JPEG)])
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    for name in ('t.rec', 't.idx'):
+        shutil.copy(str(tmp_path / 'readable' / name), str(locked / name))
+    synthetic.make_bin(str(locked / 'lfw.bin'), num_classes=2, num_pairs=10)
+    tfrecord = locked / 'tran.tfrecords'
+    tfrecord.write_bytes(tfrecord_bytes([b'x']))
+    for path in locked.iterdir():
+        path.chmod(0)
+    argv = [REPO_ROOT, model_dir(MODEL), rec, idx, locked / 't.rec', locked / 't.idx',
+            locked / 'lfw.bin', tmp_path / 'out', tfrecord]
+    done = subprocess.run([SETPRIV, '--bounding-set=-dac_override,-dac_read_search',
+                           sys.executable, '-c', READABLE] + [str(a) for a in argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # TensorFlow's start-up log comes first
+    assert [line for line in done.stderr.splitlines() if line.startswith('[')] == [
+        '[Error] %s: .rec file cannot be read (Permission denied)' % (locked / 't.rec'),
+        '[Error] %s: .idx file cannot be read (Permission denied)' % (locked / 't.idx'),
+        '[Error] %s: .bin file cannot be read (Permission denied)' % (locked / 'lfw.bin'),
+        '[Error] %s: TFRecord file cannot be read (Permission denied)' % tfrecord]
