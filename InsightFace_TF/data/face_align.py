@@ -127,6 +127,8 @@ def read_landmarks(path):
 def mtcnn_problem():
     """None when the mtcnn detector can be imported, else why not (one line)."""
     try:
+        from common.quiet_tf import import_tensorflow
+        import_tensorflow()   # mtcnn loads TensorFlow: without its log noise
         import mtcnn  # noqa: F401
     except Exception as e:  # ImportError, or TensorFlow too old to build it
         return ('face detection needs the mtcnn package (pip install "mtcnn>=1.0", Python '

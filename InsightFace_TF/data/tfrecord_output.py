@@ -205,7 +205,8 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
     """
     # TensorFlow loads only once writing starts, so flag and input errors are
     # reported without waiting for it.
-    import tensorflow.compat.v1 as tf
+    from common.quiet_tf import import_tensorflow
+    tf = import_tensorflow()
 
     folder = output.folder
     names = shard_names(output.output_name, output.num_shards)
