@@ -17,8 +17,6 @@ import sys
 
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(MODEL_DIR))
-if MODEL_DIR not in sys.path:   # main() imports the TensorFlow side from here
-    sys.path.insert(0, MODEL_DIR)
 
 from common.io_utils import run_main  # noqa: E402
 from common.quiet_tf import import_tensorflow  # noqa: E402
@@ -33,6 +31,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     import_tensorflow(args.verbose)
+    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
+        sys.path.insert(0, MODEL_DIR)
     from gitloss_runs import train_perf
     return train_perf(args)
 

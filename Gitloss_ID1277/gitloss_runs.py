@@ -44,17 +44,18 @@ def prepare(args, name):
     """Everything up to the session: checks, data, plan, graph. ``name``
     prefixes the lines ('gitloss' or 'gitloss_perf')."""
     check_batch_fits(args.batch_size, physical_memory())
-    splits = load_mnist(args.data_path, args.validation_size)
-    print('[%s] %s: %d training, %d validation, %d test images'
-          % (name, args.data_path, len(splits.train_labels), len(splits.valid_labels),
-             len(splits.test_labels)))
     preflight_outputs(folders=[('--ckpt_path', args.ckpt_path),
                                ('--exp_save_dir', args.exp_save_dir),
                                ('--summary_path', summary_path(args))],
                       files=[('--result_json', args.result_json)])
+    splits = load_mnist(args.data_path, args.validation_size)
+    print('[%s] %s: %d training, %d validation, %d test images'
+          % (name, args.data_path, len(splits.train_labels), len(splits.valid_labels),
+             len(splits.test_labels)))
     tf.disable_v2_behavior()
     device_config = build_device_config(args.device, args.precision_mode)
     plan = plan_training(args.ckpt_path, stop_step(args, len(splits.train_labels)),
+                         '--steps' if args.train_epochs is None else '--train_epochs',
                          args.restart_completed)
     tf_graph, graph, saver = graph_from_flags(args, splits.train_images, device_config)
     return Run(args, splits, device_config, tf_graph, graph, saver, plan,

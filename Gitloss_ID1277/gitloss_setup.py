@@ -124,12 +124,12 @@ def graph_from_flags(args, train_images, device_config):
     return tf_graph, graph, saver
 
 
-def plan_training(ckpt_path, stop_step, restart_completed):
+def plan_training(ckpt_path, stop_step, stop_flag, restart_completed):
     """The RunPlan of this run (common.run_control.plan_run), after the
-    folder's checkpoint index is made to name this folder's files."""
+    folder's checkpoint index is made to name this folder's files;
+    ``stop_flag``: the flag that set ``stop_step``, named when it is reached."""
     resolve_checkpoint_index(ckpt_path)
-    return plan_run(ckpt_path, stop_step, '--steps/--train_epochs',
-                    restart_completed=restart_completed)
+    return plan_run(ckpt_path, stop_step, stop_flag, restart_completed=restart_completed)
 
 
 def resolve_checkpoint_index(folder):
