@@ -129,7 +129,7 @@ def check_batch_fits(batch_size, memory_bytes):
     needed = float(batch_size) * batch_size * 2 * GIT_PAIR_BYTES
     if needed > memory_bytes:
         raise InputError('--batch_size', '%d needs about %.3g GiB for the git term\'s %d x %d '
-                                         'pairs, more than this machine\'s %.1f GiB of memory'
+                                         'pairs, more than this machine\'s memory (%.1f GiB)'
                          % (batch_size, needed / 2 ** 30, batch_size, batch_size,
                             memory_bytes / 2.0 ** 30))
 
