@@ -220,7 +220,9 @@ echo "$TrainingTime|$ActualAcc|$ActualLoss"
 
 
 def reference_parse(commands, output):
-    proc = subprocess.run(['bash', '-c', commands], env=dict(os.environ, out=str(output)),
+    # Unquoted, as the reference has them: run in the folder (its path has a space).
+    proc = subprocess.run(['bash', '-c', commands], env=dict(os.environ, out='.'),
+                          cwd=str(output),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=30)
     assert proc.returncode == 0 and proc.stderr == '', proc.stderr
