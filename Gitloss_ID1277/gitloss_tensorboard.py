@@ -34,11 +34,20 @@ def run_folder(summary_path, start_step):
 
 class RunSummaries(object):
     """A tf.summary.FileWriter on this run's subfolder, written with protos
-    (no summary ops in the training graph)."""
+    (no summary ops in the training graph). The folder is made with the first
+    event, so a run that stops before it leaves none."""
 
     def __init__(self, summary_path, start_step):
-        self.folder = run_folder(summary_path, start_step)
-        self._writer = tf.summary.FileWriter(self.folder)
+        self._summary_path, self._start_step = summary_path, start_step
+        self.folder = None
+        self._file_writer = None
+
+    @property
+    def _writer(self):
+        if self._file_writer is None:
+            self.folder = run_folder(self._summary_path, self._start_step)
+            self._file_writer = tf.summary.FileWriter(self.folder)
+        return self._file_writer
 
     def scalars(self, step, tags, values):
         self._writer.add_summary(tf.Summary(value=[
@@ -59,7 +68,9 @@ class RunSummaries(object):
                                                                     image=image)]), step)
 
     def flush(self):
-        self._writer.flush()
+        if self._file_writer is not None:
+            self._file_writer.flush()
 
     def close(self):
-        self._writer.close()
+        if self._file_writer is not None:
+            self._file_writer.close()

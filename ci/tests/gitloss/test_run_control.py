@@ -153,3 +153,14 @@ def test_sigterm_and_sigint_save_and_the_same_command_resumes(data, tmp_path):
     interrupted, saved = stopped_line(output, 'SIGINT')
     assert interrupted >= next_logged and state_step(str(ckpt)) == interrupted
     assert 'Traceback' not in output
+
+
+@pytest.mark.parametrize('entry', [gitloss, gitloss_perf], ids=['gitloss', 'gitloss_perf'])
+def test_the_reference_command_lines_parse(entry, tmp_path):
+    # Both ModelZoo scripts call their Python script so (--exp_save_dir spaced).
+    args = entry.parse_args(['--update_centers=1000', '--lambda_c=1.0', '--lambda_g=1.0',
+                             '--steps=8000', '--exp_save_dir', str(tmp_path / 'out')])
+    assert (args.update_centers, args.lambda_c, args.lambda_g, args.steps) == \
+        (1000, 1.0, 1.0, 8000)
+    assert args.exp_save_dir == str(tmp_path / 'out') and args.train_epochs is None
+    assert args.data_path == './data/mnist' and args.batch_size == 128
