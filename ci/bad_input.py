@@ -68,6 +68,8 @@ SCRIPT_ROWS = [
     (['--batch_size=abc'], "[Error] --batch_size must be a positive integer, got 'abc'"),
     (['--train_steps=0'], "[Error] --train_steps must be a positive integer, got '0'"),
     (['data'], '[Error] unknown argument: data (see --help)'),
+    (['--over_dump=yes'], "[Error] --over_dump must be True or False, got 'yes'"),
+    (['--data_dump_step=ten'], "[Error] --data_dump_step must be a positive integer, got 'ten'"),
     ([], '[Error] para "data_path" must be config'),
 ]
 SCRIPT_ROW_IDS = [row[1][8:30] for row in SCRIPT_ROWS]

@@ -3,8 +3,9 @@
 # train_steps and/or train_epochs), then calls, in order:
 #
 #   modelzoo_parse_args "$@"     # --data_path (required) and the overrides
-#   modelzoo_prepare_output [perf]  # test/output/$ASCEND_DEVICE_ID: old files of this device go,
-#                                # folders stay; perf: a fresh default ckpt_perf folder
+#   modelzoo_prepare_output [perf]  # test/output/$ASCEND_DEVICE_ID: this device's old logs and
+#                                # summaries go, checkpoints never; perf: a fresh default
+#                                # ckpt_perf folder (an earlier one is renamed with its date)
 #   modelzoo_train CMD ARGS...   # logs, times, keeps the exit status
 #   modelzoo_finish perf|acc     # ten-key summary from the run's result file
 #
@@ -12,6 +13,12 @@
 # place of modelzoo_train: one process per card, RANK_ID = card, HCCL set up by
 # RANK_TABLE_FILE; each card logs to test/output/<card>/, card 0 (the chief)
 # writes the checkpoints and the run result.
+#
+# The caller may set data_path_help (what --data_path must hold, for --help).
+# The Ascend template's debugging flags (--over_dump, --data_dump_flag,
+# --data_dump_step, --profiling) are accepted; on Ascend they reach the
+# NpuOptimizer through MODELZOO_* variables (common/npu_config.py), elsewhere
+# the training script says they are ignored.
 #
 # Works from any current folder; paths may contain spaces.
 
@@ -27,19 +34,30 @@ precision_mode=${precision_mode:-allow_mix_precision}
 device=${device:-auto}
 ckpt_path=""
 extra_args=()
+over_dump=False
+data_dump_flag=False
+data_dump_step=10
+profiling=False
 
 modelzoo_usage() {
     cat <<EOF
 usage: bash $(basename "${BASH_SOURCE[2]}") --data_path=<folder> [options] [--other_flag=value ...]
 
-  --data_path=PATH         dataset folder (required)
+  --data_path=PATH         dataset folder (required)${data_path_help:+
+                           $data_path_help}
   --batch_size=N           default $batch_size
   --train_steps=N          number of training steps${train_steps:+ (default $train_steps)}
   --train_epochs=N         number of epochs${train_epochs:+ (default $train_epochs)}
   --precision_mode=MODE    allow_mix_precision (default), must_keep_origin_dtype, ...
   --device=auto|npu|gpu|cpu
   --ckpt_path=PATH         checkpoint folder (default: test/output/\$ASCEND_DEVICE_ID/ckpt,
-                           or a fresh .../ckpt_perf for performance runs)
+                           or a fresh .../ckpt_perf for performance runs); never the
+                           output folder itself, whose files each run replaces
+  --over_dump=True|False   Ascend overflow dump into test/output/overflow_dump (default False)
+  --data_dump_flag=True|False  Ascend data dump into test/output/data_dump (default False)
+  --data_dump_step=N       the step the data dump takes (default 10)
+  --profiling=True|False   Ascend profiling into test/output/profiling (default False)
+                           (the four are ignored, with one line, on GPUs and CPUs)
   other --flag=value pairs are passed to the training script unchanged.
 Output: test/output/\$ASCEND_DEVICE_ID/ (log, loss series, ModelZoo summary).
 EOF
@@ -56,7 +74,11 @@ modelzoo_parse_args() {
             --precision_mode=*) precision_mode="${para#*=}" ;;
             --device=*) device="${para#*=}" ;;
             --ckpt_path=*) ckpt_path="${para#*=}" ;;
-            --help|-h) modelzoo_usage; exit 0 ;;
+            --over_dump=*) over_dump="${para#*=}" ;;
+            --data_dump_flag=*) data_dump_flag="${para#*=}" ;;
+            --data_dump_step=*) data_dump_step="${para#*=}" ;;
+            --profiling=*) profiling="${para#*=}" ;;
+            --help|-h|--h) modelzoo_usage; exit 0 ;;
             --*=*) extra_args+=("$para") ;;
             *) echo "[Error] unknown argument: $para (see --help)" >&2; exit 1 ;;
         esac
@@ -66,13 +88,49 @@ modelzoo_parse_args() {
         exit 1
     fi
     local name value
-    for name in batch_size train_steps train_epochs; do
+    for name in batch_size train_steps train_epochs data_dump_step; do
         value="${!name}"
         if [ -n "$value" ] && ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
             echo "[Error] --$name must be a positive integer, got '$value'" >&2
             exit 1
         fi
     done
+    for name in over_dump data_dump_flag profiling; do
+        case "${!name}" in
+            True|False) ;;
+            *) echo "[Error] --$name must be True or False, got '${!name}'" >&2; exit 1 ;;
+        esac
+    done
+}
+
+# The dump and profiling folders of the Ascend template, handed to the
+# training process (common/npu_config.py reads them).
+modelzoo_debug_options() {
+    local output="$modelzoo_test_dir/output"
+    unset MODELZOO_OVER_DUMP_PATH MODELZOO_DATA_DUMP_PATH MODELZOO_DATA_DUMP_STEP \
+        MODELZOO_PROFILING_PATH
+    if [ "$over_dump" = True ]; then
+        export MODELZOO_OVER_DUMP_PATH="$output/overflow_dump"
+        mkdir -p "$MODELZOO_OVER_DUMP_PATH"
+    fi
+    if [ "$data_dump_flag" = True ]; then
+        export MODELZOO_DATA_DUMP_PATH="$output/data_dump" MODELZOO_DATA_DUMP_STEP="$data_dump_step"
+        mkdir -p "$MODELZOO_DATA_DUMP_PATH"
+    fi
+    if [ "$profiling" = True ]; then
+        export MODELZOO_PROFILING_PATH="$output/profiling"
+        mkdir -p "$MODELZOO_PROFILING_PATH"
+    fi
+}
+
+# Moves an existing folder aside, to <folder>.<date>[-n]: a script deletes no checkpoint.
+modelzoo_move_aside() {
+    local folder="$1" stamp target n=1
+    stamp=$(date -r "$folder" +%Y%m%d-%H%M%S)
+    target="$folder.$stamp"
+    while [ -e "$target" ]; do target="$folder.$stamp-$n"; n=$((n + 1)); done
+    mv "$folder" "$target"
+    echo "[modelzoo] the earlier performance run's checkpoints were moved to $target"
 }
 
 modelzoo_prepare_output() {
@@ -85,20 +143,37 @@ modelzoo_prepare_output() {
             exit 1 ;;
     esac
     output_dir="$modelzoo_test_dir/output/$ASCEND_DEVICE_ID"
+    mkdir -p "$output_dir"
+    if [ -n "$ckpt_path" ]; then
+        # The output folder's files are replaced by each run: checkpoints there
+        # (or in a folder above it) would be deleted.
+        local real_ckpt real_output
+        real_ckpt=$(realpath -m "$ckpt_path")
+        real_output=$(realpath -m "$output_dir")
+        case "$real_output/" in
+            "$real_ckpt"/*)
+                echo "[Error] $ckpt_path: --ckpt_path must not be the script's output folder" \
+                    "$output_dir or a folder above it (each run replaces its files); use a" \
+                    "folder of its own, e.g. $output_dir/ckpt" >&2
+                exit 1 ;;
+        esac
+    fi
     # Clear the previous run's logs and summaries of this device only; folders
     # (checkpoints) stay so that the same command resumes.
-    mkdir -p "$output_dir"
     find "$output_dir" -maxdepth 1 -type f -delete
     if [ -z "$ckpt_path" ]; then
         if [ "${1:-}" = perf ]; then
             # A performance run measures training from scratch: its own default
-            # checkpoint folder starts empty (a --ckpt_path given is never cleared).
+            # checkpoint folder starts empty (a --ckpt_path given is never touched).
             ckpt_path="$output_dir/ckpt_perf"
-            rm -rf "$ckpt_path"
+            if [ -d "$ckpt_path" ] && [ -n "$(ls -A "$ckpt_path")" ]; then
+                modelzoo_move_aside "$ckpt_path"
+            fi
         else
             ckpt_path="$output_dir/ckpt"
         fi
     fi
+    modelzoo_debug_options
     train_log="$output_dir/train_$ASCEND_DEVICE_ID.log"
     result_json="$output_dir/run_result.json"
 }

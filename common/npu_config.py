@@ -16,6 +16,8 @@ npu_device), on NVIDIA GPUs and on CPUs.
 from __future__ import print_function
 
 import collections
+import json
+import os
 import sys
 
 import tensorflow.compat.v1 as tf
@@ -118,7 +120,35 @@ def _rewriter_has(field):
     return field in rewriter_config_pb2.RewriterConfig.DESCRIPTOR.fields_by_name
 
 
-def _npu_session_config(precision_mode, iterations_per_loop, dynamic_input):
+# Set by common/modelzoo_test.sh from the Ascend template's --over_dump,
+# --data_dump_flag/--data_dump_step and --profiling.
+DEBUG_OPTION_VARIABLES = ('MODELZOO_OVER_DUMP_PATH', 'MODELZOO_DATA_DUMP_PATH',
+                          'MODELZOO_PROFILING_PATH')
+
+
+def _add_debug_options(custom_op, environ):
+    """The NpuOptimizer's overflow dump, data dump and profiling options."""
+    over_dump = environ.get('MODELZOO_OVER_DUMP_PATH')
+    data_dump = environ.get('MODELZOO_DATA_DUMP_PATH')
+    profiling = environ.get('MODELZOO_PROFILING_PATH')
+    params = custom_op.parameter_map
+    if over_dump:
+        params['enable_dump_debug'].b = True
+        params['dump_debug_mode'].s = b'all'
+        params['dump_path'].s = tf.compat.as_bytes(over_dump)
+    if data_dump:
+        # One dump_path serves both dumps: the data dump's folder when both are on.
+        params['enable_dump'].b = True
+        params['dump_mode'].s = b'all'
+        params['dump_step'].s = tf.compat.as_bytes(environ.get('MODELZOO_DATA_DUMP_STEP', '10'))
+        params['dump_path'].s = tf.compat.as_bytes(data_dump)
+    if profiling:
+        params['profiling_mode'].b = True
+        params['profiling_options'].s = tf.compat.as_bytes(
+            json.dumps({'output': profiling, 'task_trace': 'on', 'training_trace': 'on'}))
+
+
+def _npu_session_config(precision_mode, iterations_per_loop, dynamic_input, environ=None):
     config = tf.ConfigProto(allow_soft_placement=True)
     rewrite = config.graph_options.rewrite_options
     custom_op = rewrite.custom_optimizers.add()
@@ -131,6 +161,7 @@ def _npu_session_config(precision_mode, iterations_per_loop, dynamic_input):
         custom_op.parameter_map['dynamic_input'].b = True
         custom_op.parameter_map['dynamic_graph_execute_mode'].s = \
             tf.compat.as_bytes('lazy_recompile')
+    _add_debug_options(custom_op, os.environ if environ is None else environ)
     rewrite.remapping = rewriter_config_pb2.RewriterConfig.OFF
     rewrite.memory_optimization = rewriter_config_pb2.RewriterConfig.OFF
     try:
@@ -195,6 +226,9 @@ def build_device_config(device='auto', precision_mode=DEFAULT_PRECISION_MODE,
     config = DeviceConfig(device, precision_mode, dtype, session_config, reason)
     if log:
         print('[device] %s, precision_mode=%s: %s' % (device, precision_mode, reason))
+        if device != 'npu' and any(os.environ.get(name) for name in DEBUG_OPTION_VARIABLES):
+            print('[device] --over_dump, --data_dump_flag and --profiling apply on Ascend '
+                  'only: ignored on the %s' % device.upper())
         sys.stdout.flush()
     return config
 

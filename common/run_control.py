@@ -228,12 +228,16 @@ class StopOnSignal(object):
         self.signum = None
         self._previous = {}
 
-    def _handle(self, signum, _frame):
-        if self.signum is not None:
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            os.kill(os.getpid(), signum)
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
             return
-        self.signum = signum
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        signal.signal(signum, previous)
+        if callable(previous):
+            previous(signum, frame)   # Python's own SIGINT handler: KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
 
     def __enter__(self):
         try:

@@ -5,6 +5,7 @@
 # <data_path>/train_data/1200_data.npy (built on the first run).
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
 Network="Face-ResNet50_ID1372_for_TensorFlow"
+data_path_help="label/label_1200.npy, label/name_1200.npy, CACD2000_Crop/ (train_data/ is made)"
 batch_size=32
 train_epochs=100
 train_steps=""

@@ -6,6 +6,7 @@
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
 source "$modelzoo_test_dir/gitloss_summary.sh"
 Network="Gitloss_ID1277_for_TensorFlow"
+data_path_help="MNIST: {train,t10k}-images-idx3-ubyte, {train,t10k}-labels-idx1-ubyte (or .gz)"
 batch_size=128
 train_steps=8000
 gitloss_stop_flag "$@"

@@ -4,12 +4,17 @@ A .bin is a pickle of ``(bins, issame_list)``: 2N encoded images and N
 booleans; pair i is images 2i and 2i+1. The released files were written by
 Python 2, so they are read with ``encoding='bytes'``, and through an
 unpickler that admits only the types the format needs: a .bin from
-elsewhere cannot run code while loading.
+elsewhere cannot run code while loading. Every length the pickle claims is
+checked against the bytes left in the file before it is read, so a damaged
+or hostile .bin cannot make the reader allocate more than the file holds. A
+set must hold at least 10 pairs, one per fold of the verification protocol.
 
-``load_bin`` decodes every image once into one uint8 BGR array; the network
-input (float32, flipped or not) is made per batch by ``network_input``, so a
-14000-image set costs 14000*112*112*3 bytes (about 0.5 GB), not two float64
-copies.
+``load_bin(path, image_size)`` decodes every image once into one uint8 BGR
+array; the network input (float32, flipped or not) is made per batch by
+``network_input``, so a 14000-image set costs 14000*112*112*3 bytes (about
+0.5 GB), not two float64 copies. ``load_bin(db_name, image_size, args)``, the
+reference's call, still returns the reference's ``[originals, flips], issame``
+(float64 BGR pixels, 0..255, not normalised).
 
 ``make_bin`` / the command line build a .bin from your own pairs list, from
 an image folder (LFW-style pairs, data/eval_pairs.py) or from LFW's
@@ -24,6 +29,9 @@ pairs.txt, and the command line checks that .bin files load:
 
 with lines ``path1 path2 same`` (same = 1/0 or true/false; paths relative to
 the pairs file's folder unless absolute; blank lines and # comments skipped).
+A name with spaces is written in quotes ("my faces/a 1.jpg"), or the line's
+three fields are separated by tabs (then each field is taken as it is,
+spaces and # included).
 """
 from __future__ import print_function
 
@@ -32,6 +40,8 @@ import codecs
 import collections
 import os
 import pickle
+import shlex
+import struct
 import sys
 
 import cv2
@@ -40,11 +50,16 @@ import numpy as np
 if __name__ == '__main__':
     HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
-from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
+from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
 from common.safe_pickle import restricted_unpickler  # noqa: E402
 from data.normalisation import INPUT_MEAN, INPUT_SCALE  # noqa: E402
+from data.tfrecord_output import (decode_image, open_input, printable_stdout,  # noqa: E402
+                                  read_input)
 
 BIN_PICKLE_PROTOCOL = 2  # readable by the Python 2 tools that made the released sets
+# verification.py splits the pairs into 10 folds (sklearn's KFold), which
+# needs at least one pair per fold.
+VERIFICATION_FOLDS = 10
 
 # images: uint8 (2N, H, W, 3) BGR; issame: bool (N,). A tuple, so the
 # reference's ``data_set[0]``/``data_set[1]`` indexing still works.
@@ -82,7 +97,7 @@ def _bool_scalar(dtype, data=None):
 
 
 # Lists, tuples, bytes, str, numbers, bools and numpy bools; no other globals.
-BinUnpickler = restricted_unpickler({
+_RestrictedGlobals = restricted_unpickler({
     ('_codecs', 'encode'): _latin1_encode,
     ('numpy', 'dtype'): _bool_dtype,
     ('numpy.core.multiarray', 'scalar'): _bool_scalar,
@@ -90,18 +105,54 @@ BinUnpickler = restricted_unpickler({
 }, refusal=RefusedContent, why=': not part of the .bin format')
 
 
+class BinUnpickler(pickle._Unpickler):
+    """The restricted unpickler on Python's own pickle implementation, which
+    reads every claimed length through ``file.read`` (the C one allocates a
+    BINBYTES string of the claimed size before reading it)."""
+
+    def find_class(self, module, name):
+        return _RestrictedGlobals.find_class(self, module, name)
+
+
+class LengthBeyondFile(pickle.UnpicklingError):
+    """The pickle claims a string longer than the rest of the file."""
+
+
+class BoundedReader(object):
+    """The file as the unpickler reads it: a read longer than what is left
+    in the file is refused before anything is allocated."""
+
+    def __init__(self, f):
+        self._file = f
+        self._size = os.fstat(f.fileno()).st_size
+
+    def read(self, count=-1):
+        left = self._size - self._file.tell()
+        # An opcode or a length field read at the end is plain truncation.
+        if count is not None and count > max(left, 8):
+            raise LengthBeyondFile('at byte %d it claims %d bytes, the file holds %d more'
+                                   % (self._file.tell(), count, left))
+        return self._file.read(count)
+
+    def readline(self, *limit):
+        return self._file.readline(*limit)
+
+
 def read_bin_pickle(path):
     """(bins: list of bytes, issame: bool array) from a .bin, structure checked."""
-    require_file(path, '.bin file')
-    with open(path, 'rb') as f:
+    with open_input(path, '.bin file') as f:
         try:
-            content = BinUnpickler(f, encoding='bytes').load()
+            content = BinUnpickler(BoundedReader(f), encoding='bytes').load()
         except RefusedContent as e:
             raise InputError(path, str(e))
+        except LengthBeyondFile as e:
+            raise InputError(path, 'truncated or not a .bin pickle (%s)' % e)
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-                KeyError, AttributeError, MemoryError) as e:
+                KeyError, AttributeError, MemoryError, struct.error) as e:
             raise InputError(path, 'truncated or not a .bin pickle (%s: %s)'
                              % (type(e).__name__, e))
+        except OSError as e:
+            raise InputError(path, '.bin file cannot be read (%s)' % e.strerror)
     if not isinstance(content, (tuple, list)) or len(content) != 2:
         raise InputError(path, 'expected a pickled (images, issame_list) pair')
     bins, issame = content
@@ -118,25 +169,48 @@ def read_bin_pickle(path):
                          % (len(bins), len(issame), 2 * len(issame)))
     if not issame:
         raise InputError(path, 'holds no pairs')
+    check_pair_count(len(issame), path)
     return bins, np.array(issame, dtype=bool)
 
 
-def load_bin(path, image_size=(112, 112)):
+def check_pair_count(count, path):
+    """InputError when ``count`` pairs cannot fill the verification folds."""
+    if count < VERIFICATION_FOLDS:
+        raise InputError(path, '%d pairs: fewer than the %d folds of the verification '
+                               'protocol, which needs at least one pair per fold'
+                         % (count, VERIFICATION_FOLDS))
+
+
+def load_bin(path, image_size=(112, 112), args=None):
     """EvalSet(images uint8 (2N, H, W, 3) BGR, issame bool (N,)) from a .bin.
 
     Images of another size are resized to ``image_size`` (height, width).
+    With ``args`` it is the reference's ``load_bin(db_name, image_size,
+    args)``: reads ``<args.eval_db_path>/<db_name>.bin`` and returns
+    reference_form() of the set.
     """
+    if args is not None:
+        return reference_form(load_bin(os.path.join(args.eval_db_path, path + '.bin'),
+                                       image_size))
     bins, issame = read_bin_pickle(path)
     height, width = int(image_size[0]), int(image_size[1])
     images = np.empty((len(bins), height, width, 3), dtype=np.uint8)
     for i, encoded in enumerate(bins):
-        image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+        image = decode_image(encoded)
         if image is None:
-            raise InputError(path, 'image %d (pair %d) does not decode' % (i, i // 2))
+            raise InputError(path, 'image %d (pair %d) %s' % (
+                i, i // 2, 'does not decode' if encoded else 'is empty (0 bytes)'))
         if image.shape[:2] != (height, width):
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         images[i] = image
     return EvalSet(images, issame)
+
+
+def reference_form(data_set):
+    """What the reference's load_bin returned: ([originals, mirrored], issame
+    list), the images float64 BGR pixels in 0..255 (verification normalises)."""
+    originals = data_set.images.astype(np.float64)
+    return [originals, originals[:, :, ::-1].copy()], [bool(s) for s in data_set.issame]
 
 
 def network_input(images, flip=False):
@@ -148,15 +222,34 @@ def network_input(images, flip=False):
 
 # ------------------------------------------------------------ making a .bin
 
+def pair_fields(line):
+    """The fields of one pairs-list line: tab-separated as they are, else
+    split at spaces with quotes kept together and # starting a comment."""
+    if '\t' in line:
+        if line.lstrip().startswith('#'):
+            return []
+        fields = [field.strip() for field in line.rstrip('\r\n').split('\t')]
+        if len(fields) > 3 and fields[3].startswith('#'):
+            fields = fields[:3]
+        return fields
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.commenters, lexer.escape = True, '#', ''
+    return list(lexer)
+
+
 def read_pairs(pairs_path):
     """[(path1, path2, same)] from a pairs list; relative paths resolved
     against the list's folder."""
-    require_file(pairs_path, 'pairs list')
     base = os.path.dirname(os.path.abspath(pairs_path))
     pairs = []
-    with open(pairs_path) as f:
-        for line_number, line in enumerate(f, 1):
-            fields = line.split('#', 1)[0].split()
+    with open_input(pairs_path, 'pairs list') as raw:
+        for line_number, raw_line in enumerate(raw, 1):
+            line = raw_line.decode('utf-8', 'surrogateescape')
+            try:
+                fields = pair_fields(line)
+            except ValueError as e:   # an unclosed quote
+                raise InputError(pairs_path, 'line %d: %s in %r' % (line_number, e,
+                                                                   line.strip()))
             if not fields:
                 continue
             same = fields[2].lower() if len(fields) == 3 else None
@@ -173,19 +266,27 @@ def read_pairs(pairs_path):
 def encoded_image(path):
     """The file's bytes when OpenCV decodes them; JPEG and PNG are kept as
     they are, other formats are re-encoded as PNG (lossless)."""
-    require_file(path, 'image')
-    with open(path, 'rb') as f:
-        data = f.read()
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
+    data = read_input(path, 'image')
+    image = decode_image(data)
+    if image is None:
         raise InputError(path, 'image does not decode')
     if data.startswith(b'\xff\xd8\xff') or data.startswith(b'\x89PNG\r\n\x1a\n'):
         return data
-    return cv2.imencode('.png', cv2.imdecode(np.frombuffer(data, np.uint8),
-                                             cv2.IMREAD_COLOR))[1].tobytes()
+    return cv2.imencode('.png', image)[1].tobytes()
 
 
 def write_bin(path, bins, issame):
-    """Writes (bins, issame) as a .bin pickle, atomically."""
+    """Writes (bins, issame) as a .bin pickle, atomically; refuses what
+    load_bin would refuse for its shape (an empty image, too few pairs)."""
+    bins = list(bins)
+    if len(bins) != 2 * len(issame):
+        raise InputError(path, '%d images for %d pairs; expected %d images'
+                         % (len(bins), len(issame), 2 * len(issame)))
+    for i, encoded in enumerate(bins):
+        if not encoded:
+            raise InputError(path, 'image %d (pair %d) is empty (0 bytes); a .bin holds '
+                                   'encoded images' % (i, i // 2))
+    check_pair_count(len(issame), path)
     with atomic_write(path, 'wb') as f:
         pickle.dump((list(bins), [bool(s) for s in issame]), f,
                     protocol=BIN_PICKLE_PROTOCOL)
@@ -253,6 +354,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    printable_stdout()
     if args.check:
         for path in args.check:
             print(describe_bin(path))
@@ -265,6 +367,7 @@ def main(argv=None):
     folds = ''
     if args.pairs:
         pairs = read_pairs(args.pairs)
+        check_pair_count(len(pairs), args.pairs)
     elif args.lfw_pairs:
         pairs = eval_pairs.lfw_pairs(args.lfw_pairs, args.images)
         folds = ' in %d folds' % eval_pairs.FOLDS

@@ -10,7 +10,9 @@ identity in two folds (a threshold is never tested on people it was chosen
 on), same pairs spread over the fold's identities in turn, all drawn from a
 seeded generator. ``lfw_pairs`` reads the standard LFW ``pairs.txt``
 (``10<TAB>300`` then per fold 300 ``name n1 n2`` and 300 ``name1 n1 name2 n2``
-lines) against a folder of ``<name>/<name>_<nnnn>.<ext>`` images.
+lines) against a folder of ``<name>/<name>_<nnnn>.<ext>`` images. Its fields
+are separated by tabs (as in LFW's file; a name may then hold spaces) or,
+in a line without a tab, by spaces.
 """
 from __future__ import division
 
@@ -18,10 +20,10 @@ import os
 
 import numpy as np
 
-from common.io_utils import InputError, require_file
+from common.io_utils import InputError
+from data.eval_data_reader import VERIFICATION_FOLDS as FOLDS
 from data.image_folder2tfrecords import IMAGE_EXTENSIONS, list_identities
-
-FOLDS = 10
+from data.tfrecord_output import open_input
 
 
 def fold_bounds(count, folds=FOLDS):
@@ -170,6 +172,13 @@ def lfw_image(images_dir, name, number):
     return None
 
 
+def lfw_fields(line):
+    """The fields of a pairs.txt line: at tabs when it has one, else at spaces."""
+    if '\t' in line:
+        return [field.strip() for field in line.strip('\r\n').split('\t')]
+    return line.split()
+
+
 def parse_lfw_line(fields):
     """((name1, n1), (name2, n2), same) of one pairs.txt line."""
     if len(fields) == 3:
@@ -198,14 +207,14 @@ def read_lfw_header(pairs_path, line):
 
 def lfw_pairs(pairs_path, images_dir):
     """[(path1, path2, same)] from LFW's pairs.txt, images looked up in images_dir."""
-    require_file(pairs_path, 'LFW pairs file')
-    with open(pairs_path) as f:
-        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    with open_input(pairs_path, 'LFW pairs file') as f:
+        lines = [(number, line.decode('utf-8', 'surrogateescape'))
+                 for number, line in enumerate(f, 1) if line.strip()]
     folds, per_kind = read_lfw_header(pairs_path, lines[0][1])
     pairs = []
     for number, line in lines[1:]:
         try:
-            first, second, same = parse_lfw_line(line.split())
+            first, second, same = parse_lfw_line(lfw_fields(line))
         except ValueError as e:
             raise InputError(pairs_path, 'line %d: %s, got %r' % (number, e, line.strip()))
         paths = [lfw_image(images_dir, name, n) for name, n in (first, second)]

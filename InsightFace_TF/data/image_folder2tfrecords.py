@@ -57,8 +57,12 @@ def list_identities(root):
 
 def image_items(root, images):
     for path, label in images:
-        with open(os.path.join(root, path), 'rb') as f:
-            yield path, f.read(), label
+        full_path = os.path.join(root, path)
+        # An empty file is the converter's to skip or refuse, as any image
+        # that does not decode; one that cannot be read is refused here.
+        data = b'' if os.path.getsize(full_path) == 0 else \
+            tfrecord_output.read_input(full_path, 'image')
+        yield path, data, label
 
 
 class CropCheck(object):
@@ -109,6 +113,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    tfrecord_output.printable_stdout()
     identities, images, ignored = list_identities(args.image_folder)
     print('%s: %d identities, %d images' % (args.image_folder, len(identities), len(images)))
     if ignored:

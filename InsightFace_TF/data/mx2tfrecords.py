@@ -10,6 +10,9 @@ are both accepted, scalar or array labels (the first value is the class id).
 Writes ``tran.tfrecords`` (or ``--num_shards`` files) with ``image_raw`` (the
 JPEG, unchanged) and ``label`` (int64), shows a progress bar and ends with
 the count per class. See data/tfrecord_output.py for the output rules.
+
+``parse_function`` is the reference's dataset map function, kept for
+scripts written against it.
 """
 from __future__ import print_function
 
@@ -38,8 +41,19 @@ def image_items(reader, layout):
         yield 'record key %d' % record.key, record.image, label
 
 
+def parse_function(example_proto):
+    """The reference's map function over its TFRecords: one serialized example
+    -> (float32 112x112x3 BGR image, (x - 127.5) * 0.0078125, randomly flipped
+    left-right; int64 label). train_nets.py reads through data/train_dataset.py,
+    which normalises whole batches instead."""
+    from data import train_dataset   # loads TensorFlow, which the converter does not need
+    image, label = train_dataset.parse_example(example_proto, (112, 112))
+    return train_dataset.normalise(image), label
+
+
 def main(argv=None):
     args = parse_args(argv)
+    tfrecord_output.printable_stdout()
     with recordio.RecordIOReader(args.bin_path, args.idx_path) as reader:
         layout, total = reader.layout()
         if layout.has_header:

@@ -15,27 +15,100 @@ Every image is decoded once with OpenCV before it is written: an image that
 does not decode is reported with its key (``--on_bad_image=stop`` ends the
 run, ``skip`` leaves it out), a valid non-JPEG image is re-encoded as JPEG
 (the training pipeline uses decode_jpeg), and a JPEG is kept byte for byte.
+An empty image counts as one that does not decode.
+
+The input-file checks of every data tool live here too (``require_input_file``,
+``open_input``, ``printable_stdout``): each unusable input is one line naming
+the file and why.
 """
 from __future__ import print_function
 
 import collections
 import contextlib
+import errno
 import fnmatch
 import functools
 import os
+import stat
 import sys
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from common.io_utils import InputError, atomic_path, atomic_write
+from common.io_utils import InputError, atomic_path
 
 DEFAULT_NAME = 'tran.tfrecords'
 READER_PATTERNS = ('*.tfrecord*', '*.tfrecords')
 CLASS_COUNTS_NAME = 'class_counts.txt'
 JPEG_SIGNATURE = b'\xff\xd8\xff'
 REENCODE_QUALITY = 95
+
+
+# ------------------------------------------------------------ input files
+
+def _missing_reason(path, error, what):
+    if os.path.islink(path):
+        if error.errno == errno.ELOOP:
+            return '%s is a symbolic link loop' % what
+        return '%s is a symbolic link to %r, which does not exist' % (what, os.readlink(path))
+    if error.errno == errno.ENOENT:
+        return '%s does not exist' % what
+    return '%s cannot be read (%s)' % (what, error.strerror)
+
+
+def require_input_file(path, what='file'):
+    """InputError unless ``path`` is a non-empty regular file; a folder, a
+    symbolic link loop or a file that cannot be reached is named as such,
+    not called missing."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise InputError(path, _missing_reason(path, e, what))
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(path, '%s is a folder, not a file' % what)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(path, '%s is not a regular file' % what)
+    if info.st_size == 0:
+        raise InputError(path, '%s is empty' % what)
+
+
+def open_input(path, what='file'):
+    """``open(path, 'rb')`` after require_input_file; a file that cannot be
+    opened (no read permission) is one InputError line."""
+    require_input_file(path, what)
+    try:
+        return open(path, 'rb')
+    except OSError as e:
+        raise InputError(path, '%s cannot be read (%s)' % (what, e.strerror))
+
+
+def read_input(path, what='file'):
+    """The bytes of one input file (an image), or InputError."""
+    with open_input(path, what) as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise InputError(path, '%s cannot be read (%s)' % (what, e.strerror))
+
+
+def printable_stdout():
+    """Lets stdout print any file name: characters its encoding lacks (a
+    non-UTF-8 name on an ASCII terminal) come out as backslash escapes."""
+    reconfigure = getattr(sys.stdout, 'reconfigure', None)
+    if reconfigure is not None:
+        reconfigure(errors='backslashreplace')
+
+
+def decode_image(image_bytes):
+    """OpenCV's BGR image of the bytes, or None when they are empty or do not
+    decode (cv2.imdecode raises on an empty buffer or when memory runs out)."""
+    if not image_bytes:
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
 
 
 def add_output_flags(parser):
@@ -104,7 +177,7 @@ def as_jpeg(image_bytes, fit=None):
     """(JPEG bytes, (height, width), re-encoded?) or None when the bytes do
     not decode as an image. ``fit(image)`` may return another image to
     store in its place (a resized crop) or raise InputError."""
-    image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
+    image = decode_image(image_bytes)
     if image is None:
         return None
     fitted = image if fit is None else fit(image)
@@ -145,7 +218,9 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
         writers = []
         for path in paths:
             temporary = stack.enter_context(atomic_path(path))
-            writers.append(stack.enter_context(tf.io.TFRecordWriter(temporary)))
+            # As bytes: TensorFlow encodes a str path as strict UTF-8, which a
+            # non-UTF-8 file name is not.
+            writers.append(stack.enter_context(tf.io.TFRecordWriter(os.fsencode(temporary))))
         progress = stack.enter_context(
             tqdm(total=total, unit='img', desc=progress_name, mininterval=1.0))
         for description, image_bytes, label in items:
@@ -153,12 +228,13 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
             converted = as_jpeg(image_bytes,
                                 None if fit is None else functools.partial(fit, description))
             if converted is None:
+                problem = 'image does not decode' if image_bytes else 'image is empty'
                 if output.on_bad_image == 'stop':
-                    raise InputError(source, '%s: image does not decode (%d bytes); pass '
-                                             '--on_bad_image=skip to leave such images out'
-                                     % (description, len(image_bytes)))
-                progress.write('[Warning] %s: %s: image does not decode, skipped'
-                               % (source, description), file=sys.stderr)
+                    raise InputError(source, '%s: %s (%d bytes); pass --on_bad_image=skip '
+                                             'to leave such images out'
+                                     % (description, problem, len(image_bytes)))
+                progress.write('[Warning] %s: %s: %s, skipped'
+                               % (source, description, problem), file=sys.stderr)
                 skipped += 1
                 continue
             jpeg, size, was_reencoded = converted
@@ -176,10 +252,13 @@ def write_tfrecords(items, total, output, source, class_names=None, progress_nam
     # The new files are complete; older ones would be read alongside them.
     for name in stale:
         os.remove(os.path.join(folder, name))
-    with atomic_write(os.path.join(folder, CLASS_COUNTS_NAME)) as f:
-        for label in sorted(counts):
-            name = '\t%s' % class_names[label] if class_names else ''
-            f.write('%d\t%d%s\n' % (label, counts[label], name))
+    with atomic_path(os.path.join(folder, CLASS_COUNTS_NAME)) as temporary:
+        # Identity names are folder names: written back as the bytes they
+        # were, UTF-8 or not.
+        with open(temporary, 'w', encoding='utf-8', errors='surrogateescape') as f:
+            for label in sorted(counts):
+                name = '\t%s' % class_names[label] if class_names else ''
+                f.write('%d\t%d%s\n' % (label, counts[label], name))
     return ConversionSummary(written, skipped, reencoded, counts, sizes, paths)
 
 

@@ -25,6 +25,48 @@ from data.normalisation import INPUT_MEAN, INPUT_SCALE
 _LENGTH_HEADER = struct.Struct('<QI')
 _DATA_CRC_BYTES = 4
 CLASS_COUNTS_NAME = tfrecord_output.CLASS_COUNTS_NAME
+# Far above any training example (an encoded 112x112 face is tens of KB).
+MAX_RECORD_BYTES = 64 << 20
+GZIP_MAGIC = b'\x1f\x8b'
+
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data):
+    """The CRC TFRecord framing stores: CRC-32C, rotated right by 15, plus a constant."""
+    crc = 0xFFFFFFFF
+    for byte in bytearray(data):
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def check_first_header(path, header):
+    """InputError unless the file's first 12 bytes are a TFRecord length and
+    its checksum: a compressed or foreign file is named as such here, rather
+    than read as an absurd record length."""
+    length_bytes, (_, length_crc) = header[:8], _LENGTH_HEADER.unpack(header)
+    if masked_crc32c(length_bytes) == length_crc:
+        return
+    if header.startswith(GZIP_MAGIC):
+        target = path[:-3] if path.endswith('.gz') else path + '.uncompressed'
+        raise InputError(path, 'is gzip-compressed (it starts with 1f 8b), and the training '
+                               'reader takes uncompressed TFRecords: decompress it (gunzip -c '
+                               '%s > %s) and move the compressed file out of the folder'
+                         % (path, target))
+    raise InputError(path, 'is not a TFRecord file: the length of record 0 fails its '
+                           'checksum (the file is damaged, compressed or of another format)')
 
 
 def tfrecord_files(folder):
@@ -47,13 +89,19 @@ def count_records(path):
     """
     size = os.path.getsize(path)
     count = 0
-    with open(path, 'rb') as f:
+    with tfrecord_output.open_input(path, 'TFRecord file') as f:
         offset = 0
         while offset < size:
             header = f.read(_LENGTH_HEADER.size)
             if len(header) < _LENGTH_HEADER.size:
                 raise InputError(path, 'truncated: record %d ends inside its header' % count)
+            if count == 0:
+                check_first_header(path, header)
             length, _ = _LENGTH_HEADER.unpack(header)
+            if length > MAX_RECORD_BYTES:
+                raise InputError(path, 'record %d claims %d bytes, more than any training '
+                                       'example (limit %d MiB); the file is damaged'
+                                 % (count, length, MAX_RECORD_BYTES >> 20))
             offset += _LENGTH_HEADER.size + length + _DATA_CRC_BYTES
             if offset > size:
                 raise InputError(path, 'truncated: record %d needs %d bytes, the file '
@@ -88,7 +136,8 @@ def training_dataset(files, batch_size, image_size, buffer_size, shard=None,
     (data-parallel workers). The data repeats; the caller counts epochs.
     """
     autotune = tf.data.experimental.AUTOTUNE
-    dataset = tf.data.TFRecordDataset(files)
+    # As bytes: TensorFlow takes a str path as strict UTF-8 (see tfrecord_output).
+    dataset = tf.data.TFRecordDataset([os.fsencode(f) for f in files])
     if shard is not None and shard[0] > 1:
         dataset = dataset.shard(shard[0], shard[1])
     dataset = dataset.shuffle(buffer_size).repeat()
@@ -109,7 +158,8 @@ def read_class_counts(folder):
     if not os.path.isfile(path):
         return None
     counts = {}
-    with open(path) as f:
+    # Only the numbers are read; the names may be in any encoding.
+    with open(path, encoding='utf-8', errors='surrogateescape') as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -130,7 +180,7 @@ def scan_labels(files):
     lowest = highest = None
     for path in files:
         try:
-            for record in tf.io.tf_record_iterator(path):
+            for record in tf.io.tf_record_iterator(os.fsencode(path)):
                 values = tf.train.Example.FromString(record).features.feature['label'] \
                     .int64_list.value
                 if not values:

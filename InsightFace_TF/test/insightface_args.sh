@@ -1,6 +1,7 @@
 # Shared by test/train_*_1p.sh: where the data is and which eval sets exist.
 # --data_path holds the training TFRecords (directly, or in a tfrecords/
 # sub-folder) and the .bin evaluation sets; every set present is evaluated.
+data_path_help="training TFRecords (or a tfrecords/ folder), lfw/cfp_ff/cfp_fp/agedb_30.bin"
 insightface_data_args() {
     local tfrecords="$data_path" sets="" name
     [ -d "$data_path/tfrecords" ] && tfrecords="$data_path/tfrecords"

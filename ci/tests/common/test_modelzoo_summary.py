@@ -1,4 +1,5 @@
 """common/modelzoo_summary.py and common/modelzoo_test.sh, read back from disk."""
+import glob
 import json
 import os
 import platform
@@ -88,8 +89,9 @@ FAKE_TEST_SCRIPT = textwrap.dedent('''\
     Network="Fake_for_TensorFlow"
     batch_size=16
     train_steps=5
+    data_path_help="a folder that holds fake.bin"
     modelzoo_parse_args "$@"
-    modelzoo_prepare_output
+    modelzoo_prepare_output {prepare}
     modelzoo_train "$PYTHON" "$model_dir/train.py" "$data_path" "$train_steps" \\
         "$result_json" "${{extra_args[@]}}"
     modelzoo_finish perf
@@ -104,16 +106,18 @@ FAKE_TRAIN = textwrap.dedent('''\
         print('[Error] %s: data folder does not exist' % data, file=sys.stderr)
         sys.exit(2)
     print('extra', sys.argv[4:])
+    print('dump', [os.environ.get('MODELZOO_' + n) for n in (
+        'OVER_DUMP_PATH', 'DATA_DUMP_PATH', 'DATA_DUMP_STEP', 'PROFILING_PATH')])
     write_run_result(result, 100.0, 0.5, [1.0 / (i + 1) for i in range(int(steps))])
     ''')
 
 
-@pytest.fixture
-def fake_model(tmp_path):
+@pytest.fixture(params=[''])
+def fake_model(tmp_path, request):
     model = tmp_path / 'my model' / 'Fake'
     (model / 'test').mkdir(parents=True)
     (model / 'test' / 'train_performance_1p.sh').write_text(
-        FAKE_TEST_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common')))
+        FAKE_TEST_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common'), prepare=request.param))
     (model / 'train.py').write_text(FAKE_TRAIN.format(repo=REPO_ROOT))
     data = tmp_path / 'data dir'
     data.mkdir()
@@ -159,8 +163,57 @@ def test_shell_template_errors(fake_model):
     assert '[Error] /nonexistent/mnist: data folder does not exist' in proc.stdout + proc.stderr
     assert 'training failed with exit status 2' in proc.stderr
     assert not list((model / 'test' / 'output' / '3').glob('*_perf.log'))
-    proc = _run(script, '--help')
-    assert proc.returncode == 0 and '--data_path=PATH' in proc.stdout
+    for help_flag in ('--help', '-h', '--h'):
+        proc = _run(script, help_flag)
+        assert proc.returncode == 0 and '--data_path=PATH' in proc.stdout
+        assert 'a folder that holds fake.bin' in proc.stdout
+        assert '--profiling=True|False' in proc.stdout
+
+
+def test_the_ascend_debugging_flags_reach_the_training_process(fake_model):
+    model, data = fake_model
+    output = model / 'test' / 'output'
+    proc = _run(model / 'test' / 'train_performance_1p.sh', '--data_path=%s' % data,
+                '--over_dump=True', '--data_dump_flag=True', '--data_dump_step=7',
+                '--profiling=True')
+    assert proc.returncode == 0, proc.stderr
+    assert "dump [%r, %r, '7', %r]" % (str(output / 'overflow_dump'), str(output / 'data_dump'),
+                                       str(output / 'profiling')) in proc.stdout
+    assert all((output / name).is_dir() for name in ('overflow_dump', 'data_dump', 'profiling'))
+    proc = _run(model / 'test' / 'train_performance_1p.sh', '--data_path=%s' % data,
+                '--over_dump=False', '--profiling=False')
+    assert proc.returncode == 0 and 'dump [None, None, None, None]' in proc.stdout
+
+
+@pytest.mark.parametrize('where', ['output', 'above'])
+def test_the_output_folder_is_refused_as_ckpt_path_and_nothing_is_deleted(fake_model, where):
+    model, data = fake_model
+    output = model / 'test' / 'output' / '3'
+    output.mkdir(parents=True)
+    (output / 'model.ckpt-5.index').write_text('kept')
+    ckpt = output if where == 'output' else output.parent
+    proc = _run(model / 'test' / 'train_performance_1p.sh', '--data_path=%s' % data,
+                '--ckpt_path=%s' % ckpt)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "[Error] %s: --ckpt_path must not be the script's output folder %s or a folder above it "
+        '(each run replaces its files); use a folder of its own, e.g. %s/ckpt'
+        % (ckpt, output, output))
+    assert (output / 'model.ckpt-5.index').read_text() == 'kept'
+
+
+@pytest.mark.parametrize('fake_model', ['perf'], indirect=True)
+def test_a_performance_run_moves_the_earlier_checkpoints_aside(fake_model):
+    model, data = fake_model
+    output = model / 'test' / 'output' / '3'
+    (output / 'ckpt_perf').mkdir(parents=True)
+    (output / 'ckpt_perf' / 'model.ckpt-5.index').write_text('kept')
+    proc = _run(model / 'test' / 'train_performance_1p.sh', '--data_path=%s' % data)
+    assert proc.returncode == 0, proc.stderr
+    moved = [p for p in output.iterdir() if p.name.startswith('ckpt_perf.')]
+    assert len(moved) == 1 and (moved[0] / 'model.ckpt-5.index').read_text() == 'kept'
+    assert ('[modelzoo] the earlier performance run\'s checkpoints were moved to %s' % moved[0]
+            in proc.stdout)
 
 
 def test_summary_command_line(tmp_path):
@@ -214,8 +267,9 @@ FAKE_8P_SCRIPT = textwrap.dedent('''\
     Network="Fake_for_TensorFlow"
     batch_size=16
     train_steps=5
+    data_path_help="a folder that holds fake.bin"
     modelzoo_parse_args "$@"
-    modelzoo_prepare_output
+    modelzoo_prepare_output {prepare}
     modelzoo_train_ranks "$PYTHON" "$model_dir/train_rank.py" "$result_json"
     modelzoo_finish perf
     ''')
@@ -241,7 +295,7 @@ def fake_8p_model(tmp_path):
     model = tmp_path / 'Fake'
     (model / 'test').mkdir(parents=True)
     (model / 'test' / 'train_performance_8p.sh').write_text(
-        FAKE_8P_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common')))
+        FAKE_8P_SCRIPT.format(common=os.path.join(REPO_ROOT, 'common'), prepare=''))
     (model / 'train_rank.py').write_text(FAKE_RANK_TRAIN.format(repo=REPO_ROOT))
     table = tmp_path / 'rank table.json'
     table.write_text('{}')
@@ -282,3 +336,17 @@ def test_atomic_write_gives_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize('script, holds', [
+    (script, holds) for model, holds in [
+        ('Face-ResNet50_ID1372', 'label/label_1200.npy, label/name_1200.npy, CACD2000_Crop/'),
+        ('Gitloss_ID1277', 'MNIST: {train,t10k}-images-idx3-ubyte'),
+        ('InsightFace_TF', 'training TFRecords (or a tfrecords/ folder), lfw/')]
+    for script in sorted(glob.glob(os.path.join(REPO_ROOT, model, 'test', 'train_*.sh')))])
+def test_every_model_script_says_what_data_path_must_hold(script, holds):
+    proc = _run(script, '--h')
+    assert proc.returncode == 0 and proc.stderr == ''
+    lines = proc.stdout.splitlines()
+    assert lines[2].startswith('  --data_path=PATH')
+    assert holds in lines[3]

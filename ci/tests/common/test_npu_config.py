@@ -1,4 +1,6 @@
 """common/npu_config.py: the protos it builds and that training works under them."""
+import json
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -166,3 +168,28 @@ def test_an_explicit_device_that_is_not_there_is_refused(device, mode, capsys):
     assert str(error.value).startswith('--device=%s, but ' % device)
     assert 'use --device=cpu' in str(error.value)
     assert capsys.readouterr().out == ''   # no "[device] gpu ..." claim printed
+
+
+def test_the_ascend_debugging_options_reach_the_npu_optimizer():
+    environ = {'MODELZOO_OVER_DUMP_PATH': '/out/overflow_dump',
+               'MODELZOO_DATA_DUMP_PATH': '/out/data_dump', 'MODELZOO_DATA_DUMP_STEP': '7',
+               'MODELZOO_PROFILING_PATH': '/out/profiling'}
+    config = npu_config._npu_session_config('allow_mix_precision', None, False, environ)
+    params = config.graph_options.rewrite_options.custom_optimizers[0].parameter_map
+    assert params['enable_dump_debug'].b and params['dump_debug_mode'].s == b'all'
+    assert params['enable_dump'].b and params['dump_step'].s == b'7'
+    assert params['dump_mode'].s == b'all' and params['dump_path'].s == b'/out/data_dump'
+    assert params['profiling_mode'].b
+    assert json.loads(params['profiling_options'].s.decode()) == {
+        'output': '/out/profiling', 'task_trace': 'on', 'training_trace': 'on'}
+    off = npu_config._npu_session_config('allow_mix_precision', None, False, {})
+    assert not set(off.graph_options.rewrite_options.custom_optimizers[0].parameter_map) & {
+        'enable_dump', 'enable_dump_debug', 'profiling_mode', 'dump_path'}
+
+
+def test_the_debugging_options_are_said_to_be_ignored_off_ascend(monkeypatch, capsys):
+    monkeypatch.setenv('MODELZOO_PROFILING_PATH', '/out/profiling')
+    npu_config.build_device_config('cpu', 'must_keep_origin_dtype')
+    assert capsys.readouterr().out.splitlines()[1] == (
+        '[device] --over_dump, --data_dump_flag and --profiling apply on Ascend only: ignored '
+        'on the CPU')

@@ -51,19 +51,19 @@ def assert_bin_error(path, problem_part):
 
 def test_load_bin_python2_pickle_decodes_bgr(reader, tmp_path):
     rng = np.random.RandomState(0)
-    images = [synthetic.identity_image(i % 3, rng) for i in range(4)]
+    images = [synthetic.identity_image(i % 3, rng) for i in range(20)]
     bins = [cv2.imencode('.png', image)[1].tobytes() for image in images]
     path = tmp_path / 'py2.bin'
-    path.write_bytes(python2_pickle(bins, [True, False]))
+    path.write_bytes(python2_pickle(bins, [True, False] * 5))
     data_set = reader.load_bin(str(path))
-    assert data_set.images.dtype == np.uint8 and data_set.images.shape == (4, 112, 112, 3)
+    assert data_set.images.dtype == np.uint8 and data_set.images.shape == (20, 112, 112, 3)
     assert np.array_equal(data_set.images, np.stack(images))   # PNG: exact BGR pixels
-    assert data_set.issame.dtype == bool and data_set.issame.tolist() == [True, False]
+    assert data_set.issame.dtype == bool and data_set.issame.tolist() == [True, False] * 5
     images_again, issame_again = data_set   # the reference's two-element unpacking
     assert images_again is data_set.images and issame_again is data_set.issame
 
     resized = reader.load_bin(str(path), image_size=(96, 80))
-    assert resized.images.shape == (4, 96, 80, 3)
+    assert resized.images.shape == (20, 96, 80, 3)
     expected = cv2.resize(images[2], (80, 96), interpolation=cv2.INTER_AREA)
     assert np.array_equal(resized.images[2], expected)
 
@@ -82,9 +82,9 @@ def test_numpy_bools_and_python3_protocol2_pickles_load(reader, tmp_path):
     jpeg = synthetic.identity_jpeg(0, np.random.RandomState(1))
     path = tmp_path / 'np.bin'
     with open(str(path), 'wb') as f:
-        pickle.dump(([jpeg] * 4, [np.bool_(True), np.bool_(False)]), f, protocol=2)
+        pickle.dump(([jpeg] * 20, [np.bool_(True), np.bool_(False)] * 5), f, protocol=2)
     assert b'_codecs' in path.read_bytes() and b'scalar' in path.read_bytes()
-    assert reader.load_bin(str(path)).issame.tolist() == [True, False]
+    assert reader.load_bin(str(path)).issame.tolist() == [True, False] * 5
 
 
 class RunsShell(object):
@@ -111,7 +111,7 @@ def test_malicious_pickle_is_refused_and_nothing_runs(reader, tmp_path):
 
 def test_bad_bin_files(tmp_path):
     jpeg = synthetic.identity_jpeg(0, np.random.RandomState(2))
-    good = python2_pickle([jpeg] * 4, [True, False])
+    good = python2_pickle([jpeg] * 20, [True, False] * 5)
 
     truncated = tmp_path / 'truncated.bin'
     truncated.write_bytes(good[:len(good) // 2])
@@ -130,7 +130,7 @@ def test_bad_bin_files(tmp_path):
     assert_bin_error(mismatch, '4 images for 1 pairs; expected 2 images')
 
     broken = tmp_path / 'broken_image.bin'
-    broken.write_bytes(python2_pickle([jpeg, jpeg, jpeg[:100], jpeg], [True, False]))
+    broken.write_bytes(python2_pickle([jpeg, jpeg, jpeg[:100]] + [jpeg] * 17, [True, False] * 5))
     assert_bin_error(broken, 'image 2 (pair 1) does not decode')
 
     assert_bin_error(tmp_path / 'missing.bin', '.bin file does not exist')
@@ -139,7 +139,7 @@ def test_bad_bin_files(tmp_path):
     fine.write_bytes(good)
     done = check_bin(fine)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ('%s: 2 pairs (1 same, 1 different), 4 images decoded '
+    assert done.stdout.strip() == ('%s: 10 pairs (5 same, 5 different), 20 images decoded '
                                    'to 112x112' % fine)
 
 
@@ -155,15 +155,15 @@ def test_make_bin_from_pairs_list(reader, tmp_path):
     pairs = tmp_path / 'pairs.txt'
     pairs.write_text('# my pairs\nfaces/a1.jpg faces/a2.jpg 1\n\n'
                      'faces/a1.jpg %s 0\nfaces/b1.jpg faces/c1.bmp false\n'
-                     % paths['b1'])
+                     % paths['b1'] + 'faces/a2.jpg faces/a1.jpg true  # again\n' * 7)
     output = tmp_path / 'mine.bin'
     command = [sys.executable, READER_SCRIPT, '--pairs', str(pairs), '--output', str(output)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert 'wrote %s: 3 pairs (1 same, 2 different), 6 images' % output in done.stdout
+    assert 'wrote %s: 10 pairs (8 same, 2 different), 20 images' % output in done.stdout
 
     data_set = reader.load_bin(str(output))
-    assert data_set.issame.tolist() == [True, False, False]
+    assert data_set.issame.tolist() == [True, False, False] + [True] * 7
     bins, _ = reader.read_bin_pickle(str(output))
     assert bins[0] == bins[2] == paths['a1'].read_bytes()   # JPEG kept as is
     assert bins[3] == bins[4] == paths['b1'].read_bytes()
@@ -175,7 +175,7 @@ def test_make_bin_from_pairs_list(reader, tmp_path):
         '[Error] %s: already exists; remove it, choose another path or pass --overwrite'
         % output]
 
-    pairs.write_text('faces/a1.jpg faces/missing.jpg 1\n')
+    pairs.write_text('faces/a1.jpg faces/missing.jpg 1\n' * 10)
     done = subprocess.run(command + ['--overwrite'], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
@@ -185,7 +185,7 @@ def test_make_bin_from_pairs_list(reader, tmp_path):
     assert done.stderr.strip().splitlines() == [
         '[Error] %s: line 1: expected "path1 path2 same(0/1)", got '
         "'faces/a1.jpg faces/a2.jpg maybe'" % pairs]
-    assert reader.load_bin(str(output)).issame.tolist() == [True, False, False]
+    assert reader.load_bin(str(output)).issame.tolist() == [True, False, False] + [True] * 7
 
 
 def test_synthetic_bin_alternates_same_and_different(reader, tmp_path):
