@@ -207,7 +207,8 @@ def run_settings(args):
                  'validation_size': args.validation_size,
                  'synthetic_input': bool(args.synthetic_input)},
         'training': {'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
-                     'steps': args.steps, 'seed': args.seed},
+                     'steps': args.steps, 'train_epochs': args.train_epochs,
+                     'seed': args.seed},
     }
 
 
