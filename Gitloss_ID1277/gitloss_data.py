@@ -11,6 +11,7 @@ train; t10k is the test set. Images stay uint8 (N, 28, 28, 1) in memory; the
 graph scales them to [0, 1] and subtracts the per-pixel training mean.
 """
 import collections
+import errno
 import gzip
 import os
 import struct
@@ -43,8 +44,23 @@ def find_idx_file(data_path, name):
         path = os.path.join(data_path, candidate)
         if os.path.isfile(path):
             return path
+        if os.path.lexists(path):
+            raise InputError(path, 'is %s, not an MNIST IDX file' % what_is_there(path))
     raise InputError(os.path.join(data_path, name),
                      'MNIST file missing (neither it nor %s.gz exists)' % name)
+
+
+def what_is_there(path):
+    """Words for a path that exists but is no regular file."""
+    if os.path.isdir(path):
+        return 'a folder'
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return 'a symlink loop'
+        return 'a broken symlink (to %s)' % os.readlink(path)
+    return 'not a regular file'
 
 
 def read_file_bytes(path):

@@ -27,6 +27,12 @@ LOG_LINE = ('Step: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} , Valid_Loss: {:.4
 RESULTS_ROW = ('Step:\t{}, Train_Loss:\t{:.4f}, Train_Acc:\t{:.4f}, Valid_Loss:\t{:.4f}, '
                'Valid_Acc:\t{:.4f}, inter_cls_dist:\t{:.4f}, intra_cls_dist:\t{:.4f}, '
                'train_time:\t{:.4f}\n')
+# gitloss_perf.py's line (two spaces before inter_cls_dist, as the reference
+# prints it) and results row; Epoch is the reference's count of evaluations.
+PERF_LOG_LINE = ('Step: {}, Epoch: {}, Train_Loss: {:.4f} , Train_Acc: {:.4f} ,  '
+                 'inter_cls_dist: {:.4f} , intra_cls_dist: {:.4f} , train_time: {:.4f}')
+PERF_RESULTS_ROW = ('Step:\t{}, Epoch: {}, Train_Loss:\t{:.4f}, Train_Acc:\t{:.4f}, '
+                    'inter_cls_dist:\t{:.4f}, intra_cls_dist:\t{:.4f}, train_time:\t{:.4f}\n')
 RESULTS_ROW_STEP = re.compile(r'^Step:\t(\d+),')
 
 
@@ -84,6 +90,14 @@ def results_row(values):
 
 def log_line(values):
     return LOG_LINE.format(*values)
+
+
+def perf_results_row(values):
+    return PERF_RESULTS_ROW.format(*values)
+
+
+def perf_log_line(values):
+    return PERF_LOG_LINE.format(*values)
 
 
 def read_results_rows(path, up_to_step):

@@ -16,8 +16,9 @@ import collections
 
 import tensorflow.compat.v1 as tf
 
+from gitloss_flags import GIT_LOSS_FORMS
+
 CENTER_LOSS_ALPHA = 0.5
-GIT_LOSS_FORMS = ('reference', 'paper')
 
 LossTerms = collections.namedtuple(
     'LossTerms', ['total', 'softmax', 'center', 'git', 'centers_batch'])

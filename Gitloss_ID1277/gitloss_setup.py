@@ -4,76 +4,39 @@ from __future__ import print_function
 
 import collections
 import os
+import time
 
 import tensorflow.compat.v1 as tf
+
+from google.protobuf import text_format
 
 from common import run_config
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
-from common.npu_config import add_device_flags, wrap_optimizer
+from common.npu_config import wrap_optimizer
 from common.run_control import plan_run, restore_checkpoint
-from common.synthetic_input import (SYNTHETIC_INPUT_LINE, add_synthetic_input_flag,
-                                    synthetic_dataset)
+from common.synthetic_input import SYNTHETIC_INPUT_LINE, synthetic_dataset
 from gitloss_data import pixel_mean, training_batches
-from gitloss_losses import GIT_LOSS_FORMS, center_update, get_centers, gitloss_losses
+from gitloss_flags import add_gitloss_flags  # noqa: F401 (ci/ablations.py builds from it)
+from gitloss_losses import center_update, get_centers, gitloss_losses
 from gitloss_net import FEATURE_DIM, NUM_CLASSES, gitloss_network, preprocess
 
 CHECKPOINT_NAME = 'model.ckpt'
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'images_source', 'labels_source', 'start_step', 'iterator_init',
-    'train_op', 'loss', 'accuracy', 'global_step', 'centers',
+    'train_op', 'loss', 'accuracy', 'loss_terms', 'global_step', 'centers',
     'eval_images', 'eval_labels', 'eval_loss', 'eval_correct', 'eval_features'])
 TrainGraph.__doc__ = """Tensors and ops the training scripts use.
 
 images_source/labels_source/start_step: placeholders fed once, at
 iterator_init, with the training arrays and the step to start from.
 train_op: one optimizer step and the center update; loss/accuracy: that
-step's batch values. eval_*: a second tower on the same variables, fed batch
+step's batch values; loss_terms: that step's (softmax, center, git) terms,
+unweighted. eval_*: a second tower on the same variables, fed batch
 by batch from arrays (validation, test, feature passes); eval_loss is the
 batch mean total loss, eval_correct the per-image hit (0/1).
 """
-
-
-def add_gitloss_flags(parser, steps_help):
-    """The flags both scripts take (reference names and defaults first)."""
-    parser.add_argument('--update_centers', type=int, default=1000,
-                        help='evaluation interval in steps (the name is the '
-                             "reference's; centers are updated every step)")
-    parser.add_argument('--lambda_c', type=float, default=1.0, help='center-loss weight')
-    parser.add_argument('--lambda_g', type=float, default=1.0, help='git-loss weight')
-    parser.add_argument('--steps', type=int, default=8000, help=steps_help)
-    parser.add_argument('--data_path', default='./data/mnist',
-                        help='folder with the four MNIST IDX files (raw or .gz)')
-    parser.add_argument('--batch_size', type=int, default=128)
-    parser.add_argument('--learning_rate', type=float, default=1e-3, help='Adam learning rate')
-    parser.add_argument('--git_loss', choices=GIT_LOSS_FORMS, default='reference',
-                        help="git-term formula: the reference code's (default) or the paper's")
-    parser.add_argument('--validation_size', type=int, default=5000,
-                        help='the first N training images are the validation set')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the data order and the initial weights')
-    parser.add_argument('--ckpt_path', default='./ckpt_npu',
-                        help='checkpoint folder; training resumes from the latest one in it')
-    parser.add_argument('--result_json', default=None,
-                        help='where to save FPS, accuracy and losses for the ModelZoo summary')
-    add_synthetic_input_flag(parser)
-    add_device_flags(parser)
-    return parser
-
-
-def check_flags(args):
-    for name in ('steps', 'batch_size', 'update_centers', 'validation_size'):
-        value = getattr(args, name)
-        if value <= 0:
-            raise InputError('--%s' % name, 'must be a positive integer, got %d' % value)
-    if not 0 < args.learning_rate < float('inf'):
-        raise InputError('--learning_rate', 'must be a positive number, got %r'
-                         % args.learning_rate)
-    for name in ('lambda_c', 'lambda_g'):
-        value = getattr(args, name)
-        if not 0 <= value < float('inf'):
-            raise InputError('--%s' % name, 'must be a non-negative number, got %r' % value)
 
 
 LossConfig = collections.namedtuple('LossConfig', 'lambda_c lambda_g git_loss learning_rate')
@@ -85,7 +48,7 @@ def loss_config(args):
 
 
 TrainingStep = collections.namedtuple('TrainingStep', [
-    'train_op', 'loss', 'accuracy', 'global_step', 'centers'])
+    'train_op', 'loss', 'accuracy', 'loss_terms', 'global_step', 'centers'])
 
 
 def training_step(batch_images, batch_labels, mean_image, config, device_config):
@@ -108,7 +71,8 @@ def training_step(batch_images, batch_labels, mean_image, config, device_config)
     # The update runs after the step so both see the centers the loss gathered.
     with tf.control_dependencies([minimize]):
         train_op = center_update(centers, features, batch_labels, terms.centers_batch)
-    return TrainingStep(train_op, terms.total, accuracy, global_step, centers)
+    return TrainingStep(train_op, terms.total, accuracy,
+                        (terms.softmax, terms.center, terms.git), global_step, centers)
 
 
 def build_training_graph(mean_image, config, batch_size, seed, synthetic_input, device_config):
@@ -142,7 +106,8 @@ def build_training_graph(mean_image, config, batch_size, seed, synthetic_input, 
                                 config.lambda_c, config.lambda_g, config.git_loss)
     eval_correct = tf.cast(tf.equal(tf.argmax(eval_logits, 1), eval_labels), tf.float32)
     return TrainGraph(images_source, labels_source, start_step, iterator.initializer,
-                      step.train_op, step.loss, step.accuracy, step.global_step, centers,
+                      step.train_op, step.loss, step.accuracy, step.loss_terms,
+                      step.global_step, centers,
                       eval_images, eval_labels, eval_terms.total, eval_correct,
                       eval_features)
 
@@ -154,18 +119,59 @@ def graph_from_flags(args, train_images, device_config):
         graph = build_training_graph(pixel_mean(train_images), loss_config(args),
                                      args.batch_size, args.seed, args.synthetic_input,
                                      device_config)
-        saver = tf.train.Saver(max_to_keep=5)
+        # Relative paths in the index: a moved or copied folder still resumes.
+        saver = tf.train.Saver(max_to_keep=5, save_relative_paths=True)
     return tf_graph, graph, saver
 
 
-def resume_training(sess, graph, saver, splits, ckpt_path, steps):
-    """Restores the latest checkpoint in ``ckpt_path`` (or initialises) and
-    starts the input pipeline there; returns the RunPlan.
+def plan_training(ckpt_path, stop_step, stop_flag, restart_completed):
+    """The RunPlan of this run (common.run_control.plan_run), after the
+    folder's checkpoint index is made to name this folder's files;
+    ``stop_flag``: the flag that set ``stop_step``, named when it is reached."""
+    resolve_checkpoint_index(ckpt_path)
+    return plan_run(ckpt_path, stop_step, stop_flag, restart_completed=restart_completed)
 
-    ``graph``: a TrainGraph; ``steps``: the global step training ends at. An
-    InputError when the checkpoint has already reached it.
+
+def resolve_checkpoint_index(folder):
+    """Makes ``<folder>/checkpoint`` name the checkpoints in ``folder``.
+
+    An index written elsewhere (an absolute path of the folder it was saved
+    in, before the folder was moved or copied) is rewritten with the names
+    relative to this folder, with one line saying so; an index TensorFlow
+    cannot read, or whose newest checkpoint is not in this folder, is an
+    InputError: TensorFlow itself would silently train from step 0.
     """
-    plan = plan_run(ckpt_path, steps, '--steps')
+    index = os.path.join(folder, 'checkpoint')
+    if not os.path.isfile(index):
+        return
+    state = tf.train.get_checkpoint_state(folder)
+    if state is None or not state.model_checkpoint_path:
+        raise InputError(index, 'is not a readable checkpoint index; remove it to start '
+                                'afresh, or use another --ckpt_path')
+    here = os.path.realpath(folder)
+    newest = os.path.basename(state.model_checkpoint_path)
+    if not os.path.isfile(os.path.join(folder, newest + '.index')):
+        raise InputError(index, 'names the checkpoint %s, which is not in this folder '
+                                '(no %s.index here); restore its files or use another '
+                                '--ckpt_path' % (state.model_checkpoint_path, newest))
+    paths = [state.model_checkpoint_path] + list(state.all_model_checkpoint_paths)
+    if all(os.path.realpath(os.path.dirname(os.path.join(folder, p))) == here for p in paths):
+        return
+    kept = [os.path.basename(p) for p in paths[1:]
+            if os.path.isfile(os.path.join(folder, os.path.basename(p) + '.index'))]
+    old_folder = os.path.dirname(state.model_checkpoint_path)
+    state.model_checkpoint_path = newest
+    del state.all_model_checkpoint_paths[:]
+    state.all_model_checkpoint_paths.extend(kept or [newest])
+    with atomic_write(index) as f:
+        f.write(text_format.MessageToString(state))
+    print('[gitloss] %s named checkpoints in %s (the folder was moved or copied): now it '
+          'names this folder\'s %s' % (index, old_folder, newest))
+
+
+def start_training(sess, graph, saver, splits, plan, ckpt_path):
+    """Restores ``plan.checkpoint`` (or initialises) and starts the input
+    pipeline at ``plan.start_step``; ``graph``: a TrainGraph."""
     if plan.checkpoint is None:
         sess.run(tf.global_variables_initializer())
         print('[gitloss] no checkpoint in %s: training from scratch' % ckpt_path)
@@ -175,7 +181,6 @@ def resume_training(sess, graph, saver, splits, ckpt_path, steps):
     sess.run(graph.iterator_init, feed_dict={graph.images_source: splits.train_images,
                                              graph.labels_source: splits.train_labels,
                                              graph.start_step: plan.start_step})
-    return plan
 
 
 def save_checkpoint(sess, saver, ckpt_path, step):
@@ -202,7 +207,8 @@ def run_settings(args):
                  'validation_size': args.validation_size,
                  'synthetic_input': bool(args.synthetic_input)},
         'training': {'batch_size': args.batch_size, 'learning_rate': args.learning_rate,
-                     'steps': args.steps, 'seed': args.seed},
+                     'steps': args.steps, 'train_epochs': args.train_epochs,
+                     'seed': args.seed},
     }
 
 
@@ -223,27 +229,45 @@ class TrainingProgress(object):
     """Runs training steps and keeps what the logs and the summary need.
 
     ``meter`` times the training sess.run only (FPS for the summary);
-    ``losses`` is the loss of every step; ``interval_step_time()`` is the mean
-    seconds per step since its previous call (the log's train_time).
+    ``terms``: the last step's (softmax, center, git) loss terms;
+    ``interval_step_time()`` is the mean seconds per step since its previous
+    call (the log's train_time); ``progress_line(step)`` the elapsed and
+    remaining time at this run's rate so far (evaluations included).
     """
 
-    def __init__(self, batch_size, steps_to_run):
+    def __init__(self, batch_size, start_step, stop_step):
         self.batch_size = batch_size
-        self.meter = ThroughputMeter(warmup=1 if steps_to_run > 1 else 0)
-        self.losses = []
+        self.start_step, self.stop_step = start_step, stop_step
+        self.meter = ThroughputMeter(warmup=1 if stop_step - start_step > 1 else 0)
+        self.terms = None
         self._interval_seconds = 0.0
         self._interval_steps = 0
+        self._started = time.time()
 
     def train_step(self, sess, graph):
         """One optimizer step + center update; returns that batch's (loss, accuracy)."""
         self.meter.start()
-        _, loss, accuracy = sess.run([graph.train_op, graph.loss, graph.accuracy])
+        _, loss, accuracy, terms = sess.run([graph.train_op, graph.loss, graph.accuracy,
+                                             graph.loss_terms])
         self._interval_seconds += self.meter.stop(self.batch_size)
         self._interval_steps += 1
-        self.losses.append(float(loss))
+        self.terms = tuple(float(v) for v in terms)
         return float(loss), float(accuracy)
 
     def interval_step_time(self):
         seconds = self._interval_seconds / max(self._interval_steps, 1)
         self._interval_seconds, self._interval_steps = 0.0, 0
         return seconds
+
+    def progress_line(self, step):
+        elapsed = time.time() - self._started
+        rate = elapsed / max(step - self.start_step, 1)
+        return ('[progress] step %d of %d: elapsed %s, remaining %s (%.4f s/step)'
+                % (step, self.stop_step, clock(elapsed), clock(rate * (self.stop_step - step)),
+                   rate))
+
+
+def clock(seconds):
+    """1234.5 -> '0:20:34'."""
+    seconds = int(round(seconds))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)

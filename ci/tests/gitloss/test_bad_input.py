@@ -85,6 +85,33 @@ def g_foreign_checkpoint(root):
     save_checkpoint(str(ckpt / 'model.ckpt-5'), {'other/weights': np.zeros(3, np.float32)})
 
 
+def g_index_names_missing(root):
+    ckpt = root.parent / 'ckpt'
+    ckpt.mkdir()
+    write(ckpt / 'checkpoint', b'model_checkpoint_path: "/elsewhere/model.ckpt-7"\n'
+                               b'all_model_checkpoint_paths: "/elsewhere/model.ckpt-7"\n')
+
+
+def g_index_garbage(root):
+    ckpt = root.parent / 'ckpt'
+    ckpt.mkdir()
+    write(ckpt / 'checkpoint', b'\x00\x01 not a checkpoint index {{')
+
+
+def g_idx_is_folder(root):
+    path = root / MNIST_NAMES['test_labels']
+    path.unlink()
+    path.mkdir()
+
+
+def g_output_under_file(flag, leaf):
+    def setup(root):
+        write(root / 'a file', b'mine')
+        return gitloss_argv(root, '%s=%s' % (flag, root / 'a file' / leaf))
+    setup.__name__ = '%s under a file' % flag
+    return setup
+
+
 GITLOSS_ROWS = [
     ('data path empty', g_empty_path, '[Error] MNIST data folder path is empty'),
     ('IDX file empty', g_empty_idx,
@@ -110,6 +137,26 @@ GITLOSS_ROWS = [
     ('checkpoint of another model', g_foreign_checkpoint,
      '[Error] {root}/../ckpt/model.ckpt-5: checkpoint has no readable global_step (...); use '
      'another --ckpt_path'),
+    ('checkpoint index names a missing checkpoint', g_index_names_missing,
+     '[Error] {root}/../ckpt/checkpoint: names the checkpoint /elsewhere/model.ckpt-7, which '
+     'is not in this folder (no model.ckpt-7.index here); restore its files or use another '
+     '--ckpt_path'),
+    ('checkpoint index unreadable', g_index_garbage,
+     '[Error] {root}/../ckpt/checkpoint: is not a readable checkpoint index; remove it to '
+     'start afresh, or use another --ckpt_path'),
+    ('IDX file is a folder', g_idx_is_folder,
+     '[Error] {root}/t10k-labels-idx1-ubyte: is a folder, not an MNIST IDX file'),
+    ('--batch_size too large for the git term', g_flag('--batch_size=100000000'),
+     "[Error] --batch_size: 100000000 needs about 4.47e+08 GiB for the git term's "
+     "100000000 x 100000000 pairs, more than this machine's memory (...)"),
+    ('--steps with --train_epochs', g_flag('--steps=5', '--train_epochs=1'),
+     '[Error] --train_epochs: give --steps or --train_epochs, not both'),
+    ('--train_epochs=0', g_flag('--train_epochs=0'),
+     '[Error] --train_epochs: must be a positive integer, got 0'),
+    ('--ckpt_path under a file', g_output_under_file('--ckpt_path', 'ckpt'),
+     '[Error] {root}/a file/ckpt: --ckpt_path cannot be made: {root}/a file is a file'),
+    ('--summary_path under a file', g_output_under_file('--summary_path', 'tb'),
+     '[Error] {root}/a file/tb: --summary_path cannot be made: {root}/a file is a file'),
 ]
 
 
@@ -119,8 +166,6 @@ GITLOSS_ROWS = [
 def test_gitloss_bad_input(mnist, name, setup, expected, entry):
     main = {'gitloss': gitloss, 'gitloss_perf': gitloss_perf}[entry].main
     argv = setup(mnist) or gitloss_argv(mnist)
-    if entry == 'gitloss_perf':
-        argv = [a for a in argv if not a.startswith('--exp_save_dir=')]
     before = user_files(mnist.parent)
     line = error_line(main, argv)
     assert_message(line.replace(str(mnist.parent / 'ckpt'), str(mnist) + '/../ckpt'),
@@ -157,3 +202,15 @@ def test_gitloss_flag_that_does_not_parse(mnist, capsys, flag, message):
 @pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=SCRIPT_ROW_IDS)
 def test_script_argument_errors(tmp_path, args, message):
     check_script_argument_error(tmp_path, 'Gitloss_ID1277', args, message)
+
+
+@pytest.mark.parametrize('entry', ['gitloss', 'gitloss_perf'])
+def test_idx_file_that_is_a_symlink_loop(mnist, entry):
+    # Apart from the rows above: user_files cannot read a symlink loop.
+    main = {'gitloss': gitloss, 'gitloss_perf': gitloss_perf}[entry].main
+    path = mnist / MNIST_NAMES['test_labels']
+    path.unlink()
+    path.symlink_to(path.name)
+    assert error_line(main, gitloss_argv(mnist)) == (
+        '[Error] %s: is a symlink loop, not an MNIST IDX file' % path)
+    assert not (mnist.parent / 'ckpt').exists()

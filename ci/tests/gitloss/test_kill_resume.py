@@ -61,6 +61,13 @@ def assert_plots_complete(out):
     return steps
 
 
+def checkpoint_files(ckpt):
+    """{name: mtime} of the folder; .lock, the run lock (common/run_control.py),
+    takes each run's pid."""
+    return dict((name, os.path.getmtime(os.path.join(ckpt, name)))
+                for name in os.listdir(ckpt) if name != '.lock')
+
+
 def test_gitloss_killed_anywhere_resumes_and_finishes(tmp_path):
     data = mnist.make_mnist(str(tmp_path / 'mnist data'), train_count=400, test_count=50)
     ckpt, out = str(tmp_path / 'ckpt dir'), str(tmp_path / 'out dir')
@@ -127,8 +134,7 @@ def test_gitloss_killed_anywhere_resumes_and_finishes(tmp_path):
     print('kill points: %s' % kills.points)
 
     # A diverging run stops with [Error], exit 3, the last checkpoint intact.
-    files_before = dict((name, os.path.getmtime(os.path.join(ckpt, name)))
-                        for name in os.listdir(ckpt))
+    files_before = checkpoint_files(ckpt)
     training = Training(gitloss_command(data, ckpt, out, GITLOSS_STEPS + 30,
                                         '--learning_rate=1e30'))
     status, output = training.finish()
@@ -136,6 +142,5 @@ def test_gitloss_killed_anywhere_resumes_and_finishes(tmp_path):
     assert re.search(r'^\[Error\] .*: the loss became (nan|inf) at step \d+; training stopped\. '
                      r'Last good checkpoint: .*model\.ckpt-%d$' % GITLOSS_STEPS, output, re.M), \
         output[-2000:]
-    assert dict((name, os.path.getmtime(os.path.join(ckpt, name)))
-                for name in os.listdir(ckpt)) == files_before
+    assert checkpoint_files(ckpt) == files_before
     assert_restores(ckpt, GITLOSS_STEPS)

@@ -60,7 +60,7 @@ def test_training_and_resuming_record_each_checkpoint(data, tmp_path):
     assert config['best']['accuracy'] == best['valid_accuracy']
 
     # gitloss_perf.py continues to step 60 and adds its validation.
-    stdout = run('gitloss_perf.py', common[:2] + FLAGS + ['--steps=60'])
+    stdout = run('gitloss_perf.py', common + FLAGS + ['--steps=60'])
     valid = float(re.search(r'^Valid_Loss: [\d.]+ , Valid_Acc: (\d\.\d{4})$', stdout,
                             re.M).group(1))
     config = read_config(ckpt)
