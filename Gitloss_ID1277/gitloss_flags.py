@@ -1,36 +1,21 @@
 """The flags of gitloss.py and gitloss_perf.py, without TensorFlow.
 
 Parsing comes before TensorFlow is imported, so ``--help`` and flag errors
-are instant; nothing here (or in what it imports) imports TensorFlow. The
---device, --precision_mode and --synthetic_input flags repeat the choices of
-common/npu_config.py and common/synthetic_input.py, which import TensorFlow.
+are instant; nothing here (or in what it imports) imports TensorFlow.
 """
 import argparse
 import math
 
-from common.flags import str2bool
+from common.flags import HelpFormatter, add_device_flags, add_synthetic_input_flag, str2bool
 from common.io_utils import InputError
 from common.quiet_tf import add_verbose_flag
 
 GIT_LOSS_FORMS = ('reference', 'paper')
-DEVICES = ('auto', 'npu', 'gpu', 'cpu')
-PRECISION_MODES = ('allow_mix_precision', 'allow_fp32_to_fp16', 'force_fp16',
-                   'must_keep_origin_dtype', 'force_fp32')
 DEFAULT_STEPS = 8000
 # Bytes of float32 working memory per element of the git term's batch x batch x 2
 # pair tensor: the differences, the mask product, the square, the quotient and
 # their gradients hold about six such tensors at once.
 GIT_PAIR_BYTES = 4 * 6
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Every flag's default shown (flags without one say so in their help);
-    the description's layout kept."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, argparse.SUPPRESS) or '(default' in action.help:
-            return action.help
-        return action.help + ' (default: %(default)s)'
 
 
 def build_parser(doc, steps_meaning):
@@ -81,17 +66,8 @@ def add_gitloss_flags(parser, steps_help):
     parser.add_argument('--result_json', default=None,
                         help='where to save FPS, accuracy and losses for the ModelZoo summary '
                              '(default: none; the test scripts set it)')
-    parser.add_argument('--synthetic_input', type=str2bool, nargs='?', const=True,
-                        default=False,
-                        help='train on one random in-graph batch (benchmarks the network '
-                             'without the input pipeline)')
-    parser.add_argument('--device', default='auto', choices=DEVICES,
-                        help='where to train; auto picks npu, then gpu, then cpu')
-    parser.add_argument('--precision_mode', default='allow_mix_precision',
-                        choices=PRECISION_MODES,
-                        help='Ascend precision mode; on GPU/CPU the mixed modes enable the '
-                             'fp16/bf16 graph rewrite and must_keep_origin_dtype/force_fp32 '
-                             'mean fp32')
+    add_synthetic_input_flag(parser)
+    add_device_flags(parser)
     add_verbose_flag(parser)
     return parser
 

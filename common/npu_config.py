@@ -23,13 +23,11 @@ import sys
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from common.flags import (DEFAULT_PRECISION_MODE, DEVICES, PRECISION_MODES,  # noqa: F401
+                          add_device_flags)
 from common.io_utils import InputError
 
-DEVICES = ('auto', 'npu', 'gpu', 'cpu')
-PRECISION_MODES = ('allow_mix_precision', 'allow_fp32_to_fp16', 'force_fp16',
-                   'must_keep_origin_dtype', 'force_fp32')
 FP32_MODES = ('must_keep_origin_dtype', 'force_fp32')
-DEFAULT_PRECISION_MODE = 'allow_mix_precision'
 
 # Ascend's recommended dynamic loss-scale schedule (ModelZoo recipes).
 NPU_LOSS_SCALE = dict(init_loss_scale=2 ** 32, incr_every_n_steps=1000,
@@ -46,18 +44,6 @@ compute_dtype: 'float32', 'float16' (GPU/NPU rewrite) or 'bfloat16' (CPU rewrite
 session_config: the tf.ConfigProto to open sessions with.
 reason: one human sentence saying why this precision was chosen.
 """
-
-
-def add_device_flags(parser):
-    """Adds --device and --precision_mode to an argparse parser."""
-    parser.add_argument('--device', default='auto', choices=DEVICES,
-                        help='where to train; auto picks npu, then gpu, then cpu')
-    parser.add_argument('--precision_mode', default=DEFAULT_PRECISION_MODE,
-                        choices=PRECISION_MODES,
-                        help='Ascend precision mode; on GPU/CPU the mixed modes '
-                             'enable the fp16/bf16 graph rewrite and '
-                             'must_keep_origin_dtype/force_fp32 mean fp32')
-    return parser
 
 
 def _import_npu():

@@ -5,21 +5,12 @@ whether the input pipeline keeps up with the network (``make bench``).
 """
 import tensorflow.compat.v1 as tf
 
-from common.flags import str2bool
+from common.flags import add_synthetic_input_flag  # noqa: F401  (its flag, TF-free)
 
 # Printed by every training script that runs with --synthetic_input, so that
 # no one takes its numbers for a run on the data.
 SYNTHETIC_INPUT_LINE = ('[input] --synthetic_input: training on one random in-graph batch, '
                         'not on the data')
-
-
-def add_synthetic_input_flag(parser):
-    """``--synthetic_input``, ``--synthetic_input=true`` or ``=false`` (default)."""
-    parser.add_argument('--synthetic_input', type=str2bool, nargs='?', const=True,
-                        default=False,
-                        help='train on one random in-graph batch (benchmarks the network '
-                             'without the input pipeline)')
-    return parser
 
 
 def synthetic_dataset(image_shape, num_classes, image_dtype=tf.float32,
