@@ -61,8 +61,10 @@ def _exported_step(config):
 
 def load_checkpoint(path, args):
     """A checkpoint (prefix or folder) with the network its run config (or
-    the flags) describe."""
+    the flags, or its variables) describe; embeddings in fp32 (a plain
+    session: no mixed-precision rewrite)."""
     checkpoint = inference.resolve_checkpoint(path)
+    inference.fill_from_checkpoint(args, checkpoint)
     config_path, config = model_config.settle_network(args, checkpoint, default_depth=50)
     graph = tf.Graph()
     with graph.as_default():

@@ -9,13 +9,16 @@ from __future__ import print_function
 
 import collections
 import os
+import re
 
 import tensorflow.compat.v1 as tf
 
-from common.flags import int_list
+from common import run_config
 from common.io_utils import InputError
+from common.run_control import restore_checkpoint, tf_reason
 
 import nets
+from network_flags import NETWORK_DEFAULTS, add_network_flags  # noqa: F401 (their home)
 
 INPUT_NAME = 'img_inputs'
 # The exported models' outputs: the embedding L2-normalised (the dot product of
@@ -27,35 +30,6 @@ RAW_OUTPUT_NAME = 'raw_embeddings'
 NetworkSpec = collections.namedtuple('NetworkSpec', 'net_name net_depth unit_type image_size')
 NetworkSpec.__doc__ = """Which embedding network: its file (nets.NETWORKS), depth,
 unit type ('ir' or 'se_ir') and input (height, width)."""
-
-
-# The network flags' defaults, apart from --net_depth (each script has its own).
-NETWORK_DEFAULTS = {'net_name': nets.DEFAULT_NETWORK, 'unit_type': 'ir',
-                    'image_size': [112, 112]}
-
-
-def add_network_flags(parser, default_depth, from_run_config=False):
-    """--net_depth/--net_name/--unit_type/--image_size. With
-    ``from_run_config`` they default to None, to be filled from the
-    checkpoint's run config (model_config.settle_network), else to the defaults."""
-    def default(value):
-        return None if from_run_config else value
-
-    def where(fallback):
-        return (" (default: the checkpoint's run_config.json, else %s)" % fallback
-                if from_run_config else '')
-    parser.add_argument('--net_depth', type=int, default=default(default_depth),
-                        help='50, 100 or 152' + where(default_depth))
-    parser.add_argument('--net_name', default=default(NETWORK_DEFAULTS['net_name']),
-                        choices=sorted(nets.NETWORKS),
-                        help='network file: the fixed LResNet-E-IR (default), the pre-fix '
-                             'wide one, or the GroupNorm one' + where(nets.DEFAULT_NETWORK))
-    parser.add_argument('--unit_type', default=default(NETWORK_DEFAULTS['unit_type']),
-                        choices=('ir', 'se_ir'), help='residual unit' + where('ir'))
-    parser.add_argument('--image_size', type=int_list,
-                        default=default(NETWORK_DEFAULTS['image_size']),
-                        help='height,width' + where('112,112'))
-    return parser
 
 
 def check_network_flags(args):
@@ -94,9 +68,53 @@ def resolve_checkpoint(path):
     return path
 
 
+def checkpoint_variables(checkpoint):
+    """{name: shape} of the variables ``checkpoint`` holds; a damaged index
+    is one InputError."""
+    try:
+        return dict(tf.train.list_variables(checkpoint))
+    except (tf.errors.OpError, ValueError) as e:
+        reason = tf_reason(e) if isinstance(e, tf.errors.OpError) else str(e)
+        raise InputError(checkpoint, 'checkpoint is damaged or truncated (%s)'
+                         % reason.splitlines()[0])
+
+
+SCOPE = re.compile(r'^resnet_v1_(\d+)/')
+
+
+def network_of_checkpoint(checkpoint):
+    """The network flags ``checkpoint`` was saved with, read from its
+    variables: {net_name, net_depth, unit_type[, image_size]} ({} when it
+    holds no LResNet-E-IR). The reference's checkpoints have no run config:
+    this is how they are evaluated without network flags."""
+    stored = checkpoint_variables(checkpoint)
+    depths = sorted(set(int(m.group(1)) for m in map(SCOPE.match, stored) if m))
+    if len(depths) != 1:
+        return {}
+    scope = 'resnet_v1_%d/' % depths[0]
+    names = [n for n in stored if n.startswith(scope)]
+    last_conv = stored.get(scope + 'block4/unit_1/bottleneck_v1/conv2/W_conv2d')
+    if any('/group_norm_0/' in '/' + n for n in names):
+        net_name = 'L_Resnet_E_IR_GBN'
+    elif last_conv and last_conv[-1] == 4 * 512:
+        net_name = 'L_Resnet_E_IR'
+    else:
+        net_name = 'L_Resnet_E_IR_fix_issue9'
+    found = {'net_name': net_name, 'net_depth': depths[0],
+             'unit_type': 'se_ir' if any('/excitation_1/' in n for n in names) else 'ir'}
+    dense = stored.get(scope + 'E_DenseLayer/W')
+    if dense and last_conv:
+        cells = dense[0] // last_conv[-1]   # (height / 16) x (width / 16)
+        side = int(round(cells ** 0.5))
+        if side * side == cells and side * last_conv[-1] == dense[0] // side:
+            found['image_size'] = [16 * side, 16 * side]
+    return found
+
+
 def restore_network(sess, checkpoint):
-    """Restores the graph's variables from ``checkpoint``; names what is missing."""
-    stored = dict(tf.train.list_variables(checkpoint))
+    """Restores the graph's variables from ``checkpoint``; names what is
+    missing; a damaged or truncated checkpoint is one InputError."""
+    stored = checkpoint_variables(checkpoint)
     variables = tf.global_variables()
     missing = [v.op.name for v in variables if v.op.name not in stored]
     if missing:
@@ -109,4 +127,22 @@ def restore_network(sess, checkpoint):
         name, want, have = wrong[0]
         raise InputError(checkpoint, '%s has shape %s, this network needs %s; check '
                                      '--net_depth/--image_size' % (name, have, want))
-    tf.train.Saver(variables).restore(sess, checkpoint)
+    restore_checkpoint(sess, tf.train.Saver(variables), checkpoint,
+                       'check --net_name/--net_depth/--unit_type/--image_size')
+
+
+def fill_from_checkpoint(args, checkpoint):
+    """The network flags left unset (None), from the variables of
+    ``checkpoint`` when it has no run config (the reference's checkpoints);
+    model_config.settle_network then fills the rest as usual."""
+    if run_config.run_config_for(checkpoint)[0]:
+        return
+    unset = [name for name in ('net_name', 'net_depth', 'unit_type', 'image_size')
+             if getattr(args, name) is None]
+    found = {name: value for name, value in network_of_checkpoint(checkpoint).items()
+             if name in unset}
+    for name, value in found.items():
+        setattr(args, name, value)
+    if found:
+        print('Network from the variables of %s: %s' % (checkpoint, ', '.join(
+            '--%s=%s' % (name, run_config.format_flag(found[name])) for name in sorted(found))))

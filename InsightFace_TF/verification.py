@@ -28,6 +28,8 @@ from __future__ import print_function
 
 import collections
 import os
+import sys
+import time
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,6 +43,9 @@ from data.eval_data_reader import network_input
 ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
 VAL_THRESHOLDS = np.arange(0, 4, 0.001)
 FAR_TARGET = 1e-3
+# A progress line with the time left every this many seconds of embedding
+# (LFW with flips is 24,000 forward passes: minutes on a CPU).
+PROGRESS_INTERVAL_S = 30.0
 
 VerificationResult = collections.namedtuple(
     'VerificationResult', 'acc1 std1 acc2 std2 xnorm tpr fpr val val_std far threshold')
@@ -189,11 +194,50 @@ def evaluate_embeddings(embeddings_list, issame, nrof_folds=10):
 
 # ------------------------------------------------------------ running a graph
 
+class EmbeddingProgress(object):
+    """Prints ``[<set>] embedding <done>/<total> images (<pct>%), <elapsed>
+    elapsed, ETA <left>`` every ``interval_s`` seconds while a set is being
+    embedded (its images and their mirror images), and a last line when a
+    line was printed; a set done in less time prints nothing."""
+
+    def __init__(self, name, total, interval_s=None, clock=time.time):
+        self.name, self.total, self.done = name, total, 0
+        self.interval_s = PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self.clock = clock
+        self.start = self.last = clock()
+        self.printed = False
+
+    def update(self, count):
+        self.done += count
+        now = self.clock()
+        if now - self.last >= self.interval_s or (self.printed and self.done >= self.total):
+            self.last = now
+            self.printed = True
+            print(self.line(now - self.start))
+            sys.stdout.flush()
+
+    def line(self, elapsed):
+        left = elapsed * (self.total - self.done) / self.done if self.done else 0.0
+        return ('[%s] embedding %d/%d images (%d%%), %s elapsed, ETA %s'
+                % (self.name, self.done, self.total, 100 * self.done // max(1, self.total),
+                   format_seconds(elapsed), format_seconds(left)))
+
+
+def format_seconds(seconds):
+    """12 -> '12 s', 150 -> '2 min 30 s', 4000 -> '1 h 6 min'."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return '%d s' % seconds
+    if seconds < 3600:
+        return '%d min %d s' % (seconds // 60, seconds % 60)
+    return '%d h %d min' % (seconds // 3600, seconds % 3600 // 60)
+
+
 def compute_embeddings(images, sess, embedding_tensor, batch_size, input_placeholder,
-                       feed_dict=None, flip=False):
+                       feed_dict=None, flip=False, progress=None):
     """Embeddings of uint8 BGR images, run in batches of exactly ``batch_size``
     (the last batch is padded with zeros and the padding dropped), so graphs
-    with a static batch dimension work."""
+    with a static batch dimension work. ``progress``: an EmbeddingProgress."""
     feed = dict(feed_dict or {})
     outputs = []
     for start in range(0, len(images), batch_size):
@@ -204,15 +248,33 @@ def compute_embeddings(images, sess, embedding_tensor, batch_size, input_placeho
             batch = np.concatenate([batch, padding])
         feed[input_placeholder] = batch
         outputs.append(np.asarray(sess.run(embedding_tensor, feed))[:real])
+        if progress is not None:
+            progress.update(real)
     return np.concatenate(outputs)
 
 
-def _embeddings_of(data_set, sess, embedding_tensor, batch_size, feed_dict, input_placeholder):
+def _embeddings_of(data_set, sess, embedding_tensor, batch_size, feed_dict, input_placeholder,
+                   name=None):
     if input_placeholder is None:
         raise ValueError('input_placeholder is required: the tensor the images are fed to')
     images = data_set[0]
+    progress = EmbeddingProgress(name or 'verification', 2 * len(images))
     return [compute_embeddings(images, sess, embedding_tensor, batch_size, input_placeholder,
-                               feed_dict, flip) for flip in (False, True)]
+                               feed_dict, flip, progress) for flip in (False, True)]
+
+
+def non_finite_result():
+    """The VerificationResult of embeddings with NaN or Inf in them: every
+    number NaN (an accuracy of such embeddings means nothing)."""
+    nan = float('nan')
+    return VerificationResult(nan, nan, nan, nan, nan, np.array([nan]), np.array([nan]),
+                              nan, nan, nan, nan)
+
+
+def count_non_finite(embeddings_list):
+    """(rows with a NaN or Inf, rows) over [plain, flipped] embeddings."""
+    bad = sum(int(np.sum(~np.all(np.isfinite(e), axis=1))) for e in embeddings_list)
+    return bad, sum(len(e) for e in embeddings_list)
 
 
 def test(data_set, sess, embedding_tensor, batch_size, label_shape=None, feed_dict=None,
@@ -269,11 +331,20 @@ def print_result(name, nbatch, result):
 def verify(ver_list, ver_name_list, nbatch, sess, embedding_tensor, batch_size, feed_dict,
            input_placeholder, roc_dir=None):
     """Verification on each loaded set: prints its lines, returns the
-    VerificationResults. With ``roc_dir``, writes ``roc_<set>.png`` there."""
+    VerificationResults. With ``roc_dir``, writes ``roc_<set>.png`` there.
+    Embeddings with NaN or Inf in them get one line saying so instead of the
+    set's lines, and a result whose numbers are all NaN."""
     results = []
     for data_set, name in zip(ver_list, ver_name_list):
         embeddings_list = _embeddings_of(data_set, sess, embedding_tensor, batch_size,
-                                         feed_dict, input_placeholder)
+                                         feed_dict, input_placeholder, name)
+        bad, rows = count_non_finite(embeddings_list)
+        if bad:
+            print('[%s][%d]Embeddings not finite: %d of %d images (with their mirror images) '
+                  'gave NaN or Inf, so there is no accuracy; the weights or the precision '
+                  '(try --precision_mode=force_fp32) are at fault' % (name, nbatch, bad, rows))
+            results.append(non_finite_result())
+            continue
         result = evaluate_embeddings(embeddings_list, data_set[1])
         print_result(name, nbatch, result)
         if roc_dir:
