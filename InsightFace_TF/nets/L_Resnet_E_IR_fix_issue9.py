@@ -7,13 +7,13 @@ Improved-residual units whose output depth equals their bottleneck depth
 reference's (see nets/layers.py), e.g. ``resnet_v1_100/conv1/W_conv2d``,
 ``resnet_v1_100/block3/unit_7/bottleneck_v1/conv2_bn/BatchNorm/gamma``.
 """
-from . import layers
+from . import layers, reference_api
 
 UNITS_PER_STAGE = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 WIDTH_FACTOR = 1
 
 
-def get_resnet(inputs, num_layers, unit_type='ir', training=True, keep_rate=0.4, reuse=False):
+def embedding(inputs, num_layers, unit_type='ir', training=True, keep_rate=0.4, reuse=False):
     """The [batch, 512] float32 embedding of ``inputs`` (float32 NHWC
     [batch, 112, 112, 3], already normalised).
 
@@ -24,3 +24,11 @@ def get_resnet(inputs, num_layers, unit_type='ir', training=True, keep_rate=0.4,
     """
     return layers.batch_norm_lresnet(inputs, num_layers, UNITS_PER_STAGE, WIDTH_FACTOR,
                                      unit_type, training, keep_rate, reuse)
+
+
+def get_resnet(inputs, num_layers, type=None, w_init=None, trainable=None, sess=None,  # noqa: A002
+               reuse=False, keep_rate=None):
+    """The reference's call (nets/reference_api.py): an object whose
+    ``outputs`` is ``embedding(...)``."""
+    return reference_api.get_resnet(embedding, inputs, num_layers, type, trainable, reuse,
+                                    keep_rate)

@@ -1,9 +1,12 @@
 """The LResNet-E-IR embedding networks, by name, and what training needs from them.
 
 ``NETWORKS`` maps a network name to its module; every module has
-``get_resnet(inputs, num_layers, unit_type='ir', training=True,
-keep_rate=0.4, reuse=False)`` and ``UNITS_PER_STAGE`` (depth -> units per
-stage). ``DEFAULT_NETWORK`` is the one the reference trains.
+``embedding(inputs, num_layers, unit_type='ir', training=True,
+keep_rate=0.4, reuse=False)`` (the [batch, 512] tensor), the reference's
+``get_resnet(inputs, num_layers, type=..., w_init=..., trainable=...,
+sess=..., reuse=..., keep_rate=...)`` (an object with ``.outputs``, see
+reference_api.py) and ``UNITS_PER_STAGE`` (depth -> units per stage).
+``DEFAULT_NETWORK`` is the one the reference trains.
 """
 import re
 
@@ -33,8 +36,8 @@ def network_module(net_name):
 
 def build_embedding(net_name, inputs, num_layers, unit_type='ir', training=True,
                     keep_rate=0.4, reuse=False):
-    """``get_resnet`` of network ``net_name``: the [batch, 512] embedding."""
-    return network_module(net_name).get_resnet(
+    """``embedding`` of network ``net_name``: the [batch, 512] embedding."""
+    return network_module(net_name).embedding(
         inputs, num_layers, unit_type=unit_type, training=training, keep_rate=keep_rate,
         reuse=reuse)
 
