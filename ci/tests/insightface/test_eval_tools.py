@@ -153,6 +153,7 @@ def test_reference_get_resnet_gives_our_embedding(reference_run):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 def test_reference_checkpoint_evaluates_with_the_reference_command(reference_run):
     root = str(reference_run)
     proc = run('eval_ckpt_file.py', '--ckpt_file=%s/InsightFace_iter_best_' % root,
