@@ -92,9 +92,12 @@ def test_flags_parse_before_tensorflow_loads():
     assert '--precision_mode' in help_text and '(default: force_fp32)' in help_text
 
 
-def test_network_names_match_the_networks():
+def test_tensorflow_free_constants_match_their_modules():
     assert list(network_flags.NETWORK_NAMES) == sorted(nets.NETWORKS)
     assert network_flags.DEFAULT_NETWORK == nets.DEFAULT_NETWORK
+    export_model = import_model_module(MODEL, 'export_model')
+    onnx_export = import_model_module(MODEL, 'onnx_export')
+    assert export_model.ONNX_OPSET == onnx_export.ONNX_OPSET
 
 
 def reference_embeddings(checkpoint, batches, trainable):
