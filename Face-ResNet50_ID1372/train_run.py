@@ -31,19 +31,46 @@ SAVE_EVERY_EPOCHS = 2   # reference save_frequency
 LOG_EVERY_BATCHES = 50  # reference monitoring_rate
 
 
+def physical_memory():
+    return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def check_classifier_fits(label_num, labels, label_path, memory_bytes):
+    """The fc layer of the label count, with its momentum and gradient
+    (float32), must fit in ``memory_bytes``: checked before anything is built."""
+    count = label_num or int(labels.max())
+    needed = 3 * 4.0 * (ResNet.FEATURE_SIZE + 1) * count
+    if needed <= memory_bytes:
+        return
+    problem = ('%d labels need a %d x %d fc1200 layer: about %.3g GiB with its momentum '
+               'and gradient, more than this machine\'s memory (%.1f GiB)'
+               % (count, ResNet.FEATURE_SIZE, count, needed / 2 ** 30, memory_bytes / 2.0 ** 30))
+    if label_num:
+        raise InputError('--label_num', problem)
+    position = int(labels.argmax())
+    raise InputError(label_path, 'the largest label, %d at position %d, sets the label count: %s'
+                     % (count, position, problem))
+
+
 def plan_data(args, cluster):
-    """Labels, names, the image cache and the held-out split; the batch sizes."""
+    """Labels, names, the held-out split, the batch sizes and the image cache
+    (built last, once everything else is checked)."""
     labels, names = utils.read_labels_and_names(args.label_path, args.image_name_path,
                                                 args.label_num)
-    cache = utils.open_or_build_cache(args.train_data_path, names, args.parentPath)
+    check_classifier_fits(args.label_num, labels, args.label_path, physical_memory())
     train_idx, held_out_idx = utils.split_held_out(labels, args.val_fraction)
     workers = cluster.num_workers
     # Each worker's batch; a step trains on the global batch of all workers.
-    train_batch = min(args.batch_size, train_idx.size // workers)
-    if train_batch < 1:
-        raise InputError(args.label_path, '%d training images cannot be shared by %d workers'
-                         % (train_idx.size, workers))
+    train_batch = args.batch_size
+    if train_idx.size // workers < train_batch:
+        raise InputError(args.label_path, '%d training images (%d held out by --val_fraction) '
+                                          'are fewer than one batch of --batch_size %d%s; '
+                                          'lower --batch_size'
+                         % (train_idx.size, held_out_idx.size, train_batch,
+                            ' on each of %d workers' % workers if workers > 1 else ''))
     global_batch = train_batch * workers
+    cache = utils.open_or_build_cache(args.train_data_path, names, args.parentPath,
+                                      args.image_name_path)
     data = train_graph.CacdData(
         labels, cache, train_idx, held_out_idx, args.label_num or int(labels.max()),
         utils.steps_per_epoch(train_idx.size, global_batch))

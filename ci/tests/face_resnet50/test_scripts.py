@@ -128,7 +128,8 @@ def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
     for row, name in enumerate(names):
         decoded = cv2.imread(os.path.join(root, 'CACD2000_Crop', name))
         np.testing.assert_array_equal(cache[row], decoded[13:237, 13:237, ::-1])
-    assert os.listdir(os.path.join(root, 'train_data')) == ['1200_data.npy']
+    assert sorted(os.listdir(os.path.join(root, 'train_data'))) == [
+        '1200_data.npy', '1200_data.npy.names.json']
 
 
 @pytest.mark.slow
@@ -248,7 +249,7 @@ def flags(root, *extra):
             '--image_name_path', str(root / 'label' / 'name_1200.npy'),
             '--train_data_path', str(root / 'train_data' / '1200_data.npy'),
             '--parentPath', str(root / 'CACD2000_Crop'),
-            '--ckpt_path', str(root / 'ckpt')] + list(extra)
+            '--ckpt_path', str(root / 'ckpt'), '--batch_size', '3'] + list(extra)
 
 
 def expect_input_error(train_module, argv, path, problem):
