@@ -155,15 +155,26 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.tf115
-def test_feature_extraction_writes_mat(full_run, tmp_path):
+def feature_argv(root, ckpt, output, images='CACD2000_Crop'):
+    return ['--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+            '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+            '--parentPath', os.path.join(root, images), '--ckpt_path', ckpt,
+            '--output', output, '--batch_size', '5']
+
+
+def test_feature_extraction_writes_mat(full_run, tmp_path, capsys):
     root = full_run['root']
     output = str(tmp_path / 'resnet_feature.mat')
     test_resnet = import_model_module(MODEL, 'TestResNet')
-    assert test_resnet.main([
-        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
-        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
-        '--parentPath', os.path.join(root, 'CACD2000_Crop'),
-        '--ckpt_path', full_run['ckpt'], '--output', output, '--batch_size', '5']) == 0
+    argv = feature_argv(root, full_run['ckpt'], output)
+    assert test_resnet.parse_args(argv).precision_mode == 'must_keep_origin_dtype'   # fp32
+    capsys.readouterr()
+    assert test_resnet.main(argv) == 0
+    # 24 images in batches of 5 (the last padded): one progress line at the end.
+    progress = re.findall(r'^\[progress\] (\d+) of (\d+) images: elapsed \d+:\d\d:\d\d, '
+                          r'remaining 0:00:00 \([0-9.]+ images/s\)$', capsys.readouterr().out,
+                          re.M)
+    assert progress == [('24', '24')]
     mat = scio.loadmat(output)
     features = mat['feature']
     assert features.shape == (IDENTITIES * PER_IDENTITY, 2048) and features.dtype == np.float32
@@ -175,6 +186,40 @@ def test_feature_extraction_writes_mat(full_run, tmp_path):
     np.fill_diagonal(distances, np.inf)
     assert (labels[distances.argmin(axis=1)] == labels).mean() >= 0.9
     assert sorted(os.listdir(str(tmp_path))) == ['resnet_feature.mat', 'resnet_feature.npz']
+
+
+@pytest.mark.slow
+def test_feature_extraction_bad_checkpoint_or_image_is_one_line(full_run, tmp_path):
+    root = full_run['root']
+    test_resnet = import_model_module(MODEL, 'TestResNet')
+    output = str(tmp_path / 'resnet_feature.mat')
+    ckpt = copy_ckpt(full_run, tmp_path)
+    prefix = os.path.join(ckpt, 'model.ckpt-6')
+    data = prefix + '.data-00000-of-00001'
+    with open(data, 'r+b') as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, ckpt, output))
+    assert error.value.path == prefix
+    assert re.match(r'^checkpoint is damaged or truncated \(.+\)$', error.value.problem)
+    with open(prefix + '.index', 'wb') as f:
+        f.write(b'not an index' * 100)
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, ckpt, output))
+    assert error.value.path == prefix
+    assert re.match(r'^checkpoint is damaged or truncated \(.+\)$', error.value.problem)
+    assert '\n' not in error.value.problem
+    # A good checkpoint, one image that does not decode: its own line.
+    images = str(tmp_path / 'images')
+    shutil.copytree(os.path.join(root, 'CACD2000_Crop'), images)
+    names = np.load(os.path.join(root, 'label', 'name_1200.npy'))
+    with open(os.path.join(images, names[17]), 'wb') as f:
+        f.write(b'\xff\xd8 not really a jpeg')
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, full_run['ckpt'], output, images=images))
+    assert (error.value.path, error.value.problem) == (os.path.join(images, names[17]),
+                                                       'does not decode as an image')
+    assert sorted(os.listdir(str(tmp_path))) == ['ckpt', 'images']
 
 
 @pytest.mark.slow
