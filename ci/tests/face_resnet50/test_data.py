@@ -119,6 +119,12 @@ def test_cache_build_and_read_back(utils, tmp_path):
     with pytest.raises(InputError) as error:
         utils.open_or_build_cache(path, names[::-1], str(tmp_path))
     assert error.value.path == path and 'built for other images' in error.value.problem
+    with open(record_path, 'w') as f:
+        json.dump(dict(record, image_size=[112, 112]), f)
+    with pytest.raises(InputError) as error:
+        utils.open_or_build_cache(path, names, str(tmp_path))
+    assert error.value.problem.startswith('image cache holds crops of [112, 112] (from 250, '
+                                          'offset 13), this version makes [224, 224] ')
     # A cache without a record (an earlier version's) is taken and recorded.
     os.remove(record_path)
     utils.open_or_build_cache(path, names, str(tmp_path)).close()
