@@ -72,6 +72,12 @@ def parse_args(argv):
     parser.add_argument('--step_timeout_s', type=float, default=STEP_TIMEOUT_S,
                         help='several workers: a step that takes longer (a lost worker) '
                              'stops the run with an error')
+    parser.add_argument('--summary_path', default='./TensorBoard/Result',
+                        help='TensorBoard folder (the reference\'s); each run writes a '
+                             'subfolder of its own')
+    parser.add_argument('--summary_steps', type=int, default=50,
+                        help='interval in steps of the loss and learning-rate scalars '
+                             '(the reference\'s TensorBoard_refresh)')
     parser.add_argument('--restart_completed', type=str2bool, default=False,
                         help='true: a --ckpt_path whose training is complete is renamed '
                              '<folder>.<date> and a new run starts (test/train_full_1p.sh '
@@ -80,7 +86,7 @@ def parse_args(argv):
     add_device_flags(parser)
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
-    for flag in ('epochs', 'batch_size'):
+    for flag in ('epochs', 'batch_size', 'summary_steps'):
         if getattr(args, flag) < 1:
             raise InputError(None, '--%s must be at least 1' % flag)
     for flag in ('max_steps', 'label_num'):

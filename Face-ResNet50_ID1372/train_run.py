@@ -22,6 +22,7 @@ from common.modelzoo_summary import ThroughputMeter, print_run_footprint, write_
 from common.npu_config import build_device_config
 from common.run_control import (StopOnSignal, check_finite_loss, due, hold_checkpoint_folder,
                                 plan_run, preflight_outputs, restore_checkpoint)
+from common.tensorboard_runs import RunScalars
 
 import ResNet
 import train_graph
@@ -29,6 +30,8 @@ import utils
 
 SAVE_EVERY_EPOCHS = 2   # reference save_frequency
 LOG_EVERY_BATCHES = 50  # reference monitoring_rate
+TRAIN_TAGS = ('loss/Batch_Cost', 'learning_rate')
+EVAL_TAG = 'accuracy/Held_out'
 
 
 def physical_memory():
@@ -168,6 +171,7 @@ class EpochLoop(object):
         self.accuracy = None
         self.last_saved = plan.checkpoint
         self.epoch_cost = self.timed_steps = self.timed_seconds = 0
+        self.summaries, self.summary_steps = None, 1   # TensorBoard: the chief's RunScalars
 
     def run(self, sess, stop):
         """Trains plan.start_step..plan.stop_step; after a step during which
@@ -192,6 +196,9 @@ class EpochLoop(object):
                 print('Epoch %i Batch %i Batch Cost %f Learning_rate %g'
                       % (epoch + 1, batch_index, batch_cost, rate))
                 self.logged_costs.append(float(batch_cost))
+            if self.summaries is not None and due(step + 1, self.summary_steps,
+                                                  self.plan.stop_step):
+                self.summaries.scalars(step + 1, TRAIN_TAGS, (batch_cost, rate))
             saved = self.last_saved
             if epoch_done or run_done:
                 self.end_of_interval(sess, step, epoch, epoch_done, run_done)
@@ -220,6 +227,10 @@ class EpochLoop(object):
                   % (self.accuracy, self.data.held_out_idx.size))
             if self.dp.is_chief:
                 self.record_accuracy(step + 1)
+            if self.summaries is not None:
+                self.summaries.scalars(step + 1, (EVAL_TAG,), (self.accuracy,))
+        if self.summaries is not None:
+            self.summaries.flush()
 
     def save(self, sess, step):
         """The checkpoint after ``step`` (0-based): written by the chief, named by all."""
@@ -247,7 +258,8 @@ class EpochLoop(object):
 
 def train(args):
     """TrainResNet.py's run: returns the exit status."""
-    preflight_outputs(folders=[('--ckpt_path', args.ckpt_path)],
+    preflight_outputs(folders=[('--ckpt_path', args.ckpt_path),
+                               ('--summary_path', args.summary_path)],
                       files=[('--result_json', args.result_json)])
     tf.disable_v2_behavior()
     cluster = discover_cluster()
@@ -283,8 +295,15 @@ def run_training(args, cluster, data, hp, global_batch, plan, weights):
                                                              data.label_count))
     loop = EpochLoop(dp, ops, data, plan, global_batch, args.ckpt_path,
                      run_settings(args, data, hp))
-    with graph.as_default(), dp.session() as sess:
-        start_session(sess, dp, ops, plan, args.model_path)
-        with StopOnSignal() as stop:
-            loop.run(sess, stop)
+    if dp.is_chief:
+        loop.summaries = RunScalars(args.summary_path, plan.start_step)
+        loop.summary_steps = args.summary_steps
+    try:
+        with graph.as_default(), dp.session() as sess:
+            start_session(sess, dp, ops, plan, args.model_path)
+            with StopOnSignal() as stop:
+                loop.run(sess, stop)
+    finally:
+        if loop.summaries is not None:
+            loop.summaries.close()
     return dp, loop

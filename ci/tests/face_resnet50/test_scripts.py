@@ -81,11 +81,25 @@ def full_run(tmp_path_factory, device_id):
     cacd.make_cacd_dataset(root, identities=IDENTITIES, images_per_identity=PER_IDENTITY)
     ckpt = os.path.join(root, 'ckpt')
     done = run_script('train_full_1p.sh', device_id,
-                      ['--data_path=%s' % root, '--train_epochs=2', '--ckpt_path=%s' % ckpt]
-                      + SHORT_RUN)
+                      ['--data_path=%s' % root, '--train_epochs=2', '--ckpt_path=%s' % ckpt,
+                       '--summary_steps=2'] + SHORT_RUN)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {'root': root, 'ckpt': ckpt, 'stdout': done.stdout,
-            'files': output_files(device_id)}
+            'files': output_files(device_id), 'tensorboard': tensorboard_runs(device_id)}
+
+
+def tensorboard_runs(device_id):
+    """{run subfolder: {tag: [(step, value)]}} of test/output/<device>/tensorboard."""
+    import tensorflow.compat.v1 as tf
+    folder = os.path.join(model_dir(MODEL), 'test', 'output', device_id, 'tensorboard')
+    runs = {}
+    for run in os.listdir(folder):
+        scalars = runs.setdefault(run, {})
+        for name in os.listdir(os.path.join(folder, run)):
+            for event in tf.train.summary_iterator(os.path.join(folder, run, name)):
+                for value in event.summary.value:
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return runs
 
 
 @pytest.fixture(scope='module')
@@ -117,6 +131,18 @@ def test_full_run_learns_and_reports(full_run, device_id):
     assert sorted(os.listdir(full_run['ckpt']))[:2] == ['.lock', 'checkpoint']
     assert any(name.startswith('model.ckpt-6.') for name in os.listdir(full_run['ckpt']))
     assert 'Final Train Accuracy : %s' % values['TrainAccuracy'] in full_run['stdout']
+    # TensorBoard: one run folder; loss and learning rate every 2 steps (the
+    # logged costs of steps 4 and 6 among them), the held-out accuracy at step 6.
+    (run, scalars), = full_run['tensorboard'].items()
+    assert re.match(r'^\d{8}-\d{6}_from_step_0$', run), run
+    assert [step for step, _ in scalars['loss/Batch_Cost']] == [2, 4, 6]
+    assert scalars['learning_rate'] == [(2, pytest.approx(0.001)), (4, pytest.approx(0.001)),
+                                        (6, pytest.approx(0.001))]
+    logged = [float(v) for v in re.findall(r'^Epoch 2 Batch [02] Batch Cost ([0-9.]+) ', log,
+                                           re.M)]
+    assert [v for _, v in scalars['loss/Batch_Cost'][1:]] == pytest.approx(logged, abs=1e-5)
+    assert scalars['accuracy/Held_out'] == [(6, pytest.approx(float(values['TrainAccuracy']),
+                                                              abs=1e-5))]
 
 
 @pytest.mark.slow
