@@ -72,9 +72,9 @@ def parse_args(argv):
     parser.add_argument('--step_timeout_s', type=float, default=STEP_TIMEOUT_S,
                         help='several workers: a step that takes longer (a lost worker) '
                              'stops the run with an error')
-    parser.add_argument('--summary_path', default='./TensorBoard/Result',
-                        help='TensorBoard folder (the reference\'s); each run writes a '
-                             'subfolder of its own')
+    parser.add_argument('--summary_path', default='',
+                        help='TensorBoard folder; each run writes a subfolder of its own '
+                             '(default: <ckpt_path>/tensorboard)')
     parser.add_argument('--summary_steps', type=int, default=50,
                         help='interval in steps of the loss and learning-rate scalars '
                              '(the reference\'s TensorBoard_refresh)')
@@ -92,6 +92,7 @@ def parse_args(argv):
     for flag in ('max_steps', 'label_num'):
         if getattr(args, flag) < 0:
             raise InputError(None, '--%s must not be negative' % flag)
+    args.summary_path = args.summary_path or os.path.join(args.ckpt_path, 'tensorboard')
     if not args.learning_rate > 0:
         raise InputError(None, '--learning_rate must be positive')
     if not args.step_timeout_s > 0:
