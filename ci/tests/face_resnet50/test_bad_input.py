@@ -106,6 +106,10 @@ def f_foreign_checkpoint(root):
                     {'global_step': np.int64(3), 'w': np.zeros(2, np.float32)})
 
 
+def f_summary_path_under_a_file(root):
+    return face_argv(root, '--summary_path', str(root / LABELS / 'tensorboard'))
+
+
 def f_swapped_label_and_name_files(root):
     return face_argv(root, '--label_path', str(root / NAMES), '--image_name_path',
                      str(root / LABELS))
@@ -146,6 +150,11 @@ FACE_ROWS = [
      '[Error] /no/such/weights.npy: weights file does not exist'),
     ('--epochs 0', f_flag('--epochs', '0'), '[Error] --epochs must be at least 1'),
     ('--batch_size 0', f_flag('--batch_size', '0'), '[Error] --batch_size must be at least 1'),
+    ('--summary_steps 0', f_flag('--summary_steps', '0'),
+     '[Error] --summary_steps must be at least 1'),
+    ('--summary_path under a file', f_summary_path_under_a_file,
+     '[Error] {root}/%s/tensorboard: --summary_path cannot be made: {root}/%s is a file'
+     % (LABELS, LABELS)),
     ('--max_steps -1', f_flag('--max_steps', '-1'), '[Error] --max_steps must not be negative'),
     ('--label_num -1', f_flag('--label_num', '-1'), '[Error] --label_num must not be negative'),
     ('--learning_rate 0', f_flag('--learning_rate', '0'),
