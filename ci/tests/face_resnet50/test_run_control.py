@@ -109,11 +109,14 @@ def test_signals_save_and_resume_one_run_per_folder_and_restart(tmp_path, capsys
     assert 'Traceback' not in output
 
     # Complete for 1 epoch (2 steps): refused by default (test_bad_input.py),
-    # moved aside with --restart_completed and trained again from step 0.
+    # moved aside with --restart_completed and trained again from step 0;
+    # --max_steps beyond the end of --epochs says how many steps it trains.
     capsys.readouterr()
-    assert train_resnet.main(face_argv(root, '--epochs', '1', '--restart_completed', 'true')) \
-        == 0
+    assert train_resnet.main(face_argv(root, '--epochs', '1', '--restart_completed', 'true',
+                                       '--max_steps', '5')) == 0
     out = capsys.readouterr().out
+    assert '--max_steps 5: this run trains 2 step(s), steps 1..2: --epochs 1 ends training at ' \
+           'step 2\n' in out
     moved = re.findall(r'^Training in %s was complete \(step %d of 2\): moved it to (.+); '
                        r'starting a new run$' % (re.escape(ckpt), interrupted), out, re.M)
     assert len(moved) == 1, out[-2000:]
