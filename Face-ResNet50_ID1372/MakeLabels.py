@@ -34,6 +34,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.top < 0:
         raise InputError(None, '--top must not be negative')
+    if os.path.realpath(args.label_path) == os.path.realpath(args.image_name_path):
+        raise InputError(args.label_path, '--label_path and --image_name_path are the same '
+                                          'file; give two paths')
     for path in (args.label_path, args.image_name_path):
         if os.path.exists(path):
             raise InputError(path, 'already exists; remove it or choose another path')

@@ -22,6 +22,8 @@ import collections
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from common.run_control import tf_reason
+
 IMAGE_SIZE = 224
 FEATURE_SIZE = 2048
 # BGR channel means of CACD, subtracted from the 0..255 input (reference).
@@ -227,8 +229,10 @@ def checkpoint_label_count(ckpt):
     """
     try:
         shapes = dict(tf.train.list_variables(ckpt))
-    except (tf.errors.OpError, ValueError) as e:
-        raise ValueError('unreadable checkpoint (%s)' % e)
+    except tf.errors.OpError as e:
+        raise ValueError('checkpoint is damaged or truncated (%s)' % tf_reason(e))
+    except ValueError as e:
+        raise ValueError('unreadable checkpoint (%s)' % str(e).splitlines()[0])
     fc_weights = '%s/%s_weights' % (FC_LAYER, FC_LAYER)
     if len(shapes.get(fc_weights, ())) != 2 or 'global_step' not in shapes:
         raise ValueError('not a checkpoint of this model (no %s or global_step)' % fc_weights)

@@ -8,29 +8,34 @@ with scipy.io.savemat, and the same beside it as .npz (``features``,
 ``names``, ``labels``; np.load reads it without MATLAB tools or pickles).
 Existing outputs are replaced only with --overwrite.
 Batch norm runs in inference mode (moving statistics from the checkpoint).
+The features are computed in fp32 unless --precision_mode asks for a mixed
+mode. A ``[progress]`` line with the time remaining is printed every
+PROGRESS_EVERY batches and after the last.
 """
 from __future__ import print_function
 
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import scipy.io as scio
-import tensorflow.compat.v1 as tf
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(MODEL_DIR))
+from common.flags import HelpFormatter, add_device_flags  # noqa: E402
 from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
-from common.npu_config import add_device_flags, build_device_config  # noqa: E402
+from common.quiet_tf import add_verbose_flag, import_tensorflow  # noqa: E402
 
-import ResNet  # noqa: E402
 import utils  # noqa: E402
 
-tf.disable_v2_behavior()
+PROGRESS_EVERY = 20   # batches between [progress] lines
+FP32 = 'must_keep_origin_dtype'
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument('--label_path', default='./label/label.npy',
                         help='labels, one per image (saved next to the features)')
     parser.add_argument('--image_name_path', default='./label/name.npy',
@@ -43,6 +48,9 @@ def parse_args(argv):
                         help='replace an existing --output file')
     parser.add_argument('--batch_size', type=int, default=32)
     add_device_flags(parser)
+    # Features are compared by distance: fp32 unless asked otherwise.
+    parser.set_defaults(precision_mode=FP32)
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise InputError(None, '--batch_size must be at least 1')
@@ -62,52 +70,103 @@ def npz_path(mat_path):
     return (stem if extension.lower() == '.mat' else mat_path) + '.npz'
 
 
-def resolve_checkpoint(path):
+def resolve_checkpoint(tf, resnet, path):
     """(checkpoint prefix, label count) for a folder or a prefix."""
     ckpt = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     if not ckpt:
         raise InputError(path, 'no checkpoint in this folder (train with TrainResNet.py)')
     try:
-        return ckpt, ResNet.checkpoint_label_count(ckpt)
+        return ckpt, resnet.checkpoint_label_count(ckpt)
     except ValueError as e:
         raise InputError(ckpt, str(e))
 
 
+class ImageBatches(object):
+    """Fixed-size batches of the decoded images (the last one padded), for
+    tf.data. A decode failure ends the batches and is kept in ``error``:
+    raised by the session loop as it is, not wrapped in a TensorFlow error."""
+
+    def __init__(self, paths, batch_size):
+        self.paths, self.batch_size, self.error = paths, batch_size, None
+
+    def __call__(self):
+        with utils.decode_pool() as pool:
+            for batch, _ in utils.padded_batches(np.arange(len(self.paths)), self.batch_size):
+                try:
+                    images = list(pool.map(utils.read_face, [self.paths[i] for i in batch]))
+                except InputError as e:
+                    self.error = e
+                    return
+                yield np.stack(images)
+
+
+def progress_line(done, total, started):
+    elapsed = time.time() - started
+    remaining = elapsed / done * (total - done)
+    return ('[progress] %d of %d images: elapsed %s, remaining %s (%.1f images/s)'
+            % (done, total, clock(elapsed), clock(remaining), done / max(elapsed, 1e-9)))
+
+
+def clock(seconds):
+    """1234.5 -> '0:20:34'."""
+    seconds = int(round(seconds))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def extract(tf, sess, pool2, batches, count, batch_size):
+    """The pool2 features of ``count`` images, batch by batch, with progress lines."""
+    features = np.empty((count, pool2.shape.as_list()[-1]), dtype=np.float32)
+    started = time.time()
+    for number, start in enumerate(range(0, count, batch_size), 1):
+        try:
+            batch = sess.run(pool2)
+        except (tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError,
+                tf.errors.UnknownError):
+            if batches.error is not None:
+                raise batches.error
+            raise
+        features[start:start + batch_size] = batch[:count - start]
+        done = min(start + batch_size, count)
+        if number % PROGRESS_EVERY == 0 or done == count:
+            print(progress_line(done, count, started))
+            sys.stdout.flush()
+    return features
+
+
 def main(argv=None):
     args = parse_args(argv)
+    tf = import_tensorflow(args.verbose)
+    tf.disable_v2_behavior()
+    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
+        sys.path.insert(0, MODEL_DIR)
+    import ResNet
+    from common.npu_config import build_device_config
+    from common.run_control import restore_checkpoint
 
     # ---- data
     labels, names = utils.read_labels_and_names(args.label_path, args.image_name_path)
     paths = utils.image_paths(args.parentPath, names)
-    ckpt, label_count = resolve_checkpoint(args.ckpt_path)
-
+    ckpt, label_count = resolve_checkpoint(tf, ResNet, args.ckpt_path)
     batch_size = min(args.batch_size, len(paths))
-
-    def image_batches():
-        # Fixed-size batches (static shapes); the last one is padded.
-        with utils.decode_pool() as pool:
-            for batch, _ in utils.padded_batches(np.arange(len(paths)), batch_size):
-                yield np.stack(list(pool.map(utils.read_face, [paths[i] for i in batch])))
+    batches = ImageBatches(paths, batch_size)
 
     # ---- graph
     device_config = build_device_config(args.device, args.precision_mode)
     graph = tf.Graph()
     with graph.as_default():
         dataset = tf.data.Dataset.from_generator(
-            image_batches, tf.uint8, tf.TensorShape([batch_size] + list(utils.IMAGE_SHAPE)))
+            batches, tf.uint8, tf.TensorShape([batch_size] + list(utils.IMAGE_SHAPE)))
         images = tf.data.make_one_shot_iterator(dataset.prefetch(2)).get_next()
         net = ResNet.resnet50(images, label_count, training=False)
         saver = tf.train.Saver()
         graph.finalize()
 
     # ---- session
-    features = np.empty((len(paths), ResNet.FEATURE_SIZE), dtype=np.float32)
     with tf.Session(graph=graph, config=device_config.session_config) as sess:
-        saver.restore(sess, ckpt)
+        restore_checkpoint(sess, saver, ckpt, 'give a checkpoint of TrainResNet.py')
         print('Extracting pool2 features of %d images with %s' % (len(paths), ckpt))
-        for start in range(0, len(paths), batch_size):
-            batch = sess.run(net.pool2)
-            features[start:start + batch_size] = batch[:len(paths) - start]
+        sys.stdout.flush()
+        features = extract(tf, sess, net.pool2, batches, len(paths), batch_size)
 
     with atomic_write(args.output, 'wb') as f:
         scio.savemat(f, {'feature': features, 'label': labels})

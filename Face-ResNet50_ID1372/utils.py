@@ -16,6 +16,8 @@ from __future__ import print_function
 
 import codecs
 import concurrent.futures
+import hashlib
+import json
 import os
 import pickle
 import re
@@ -27,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from common.io_utils import InputError, atomic_path, require_dir, require_file  # noqa: E402
+from common.io_utils import (  # noqa: E402
+    InputError, atomic_path, atomic_write, require_dir, require_file)
 from common.safe_pickle import restricted_unpickler  # noqa: E402
 
 IMAGE_SIZE = 224
@@ -116,7 +119,16 @@ def read_names(path):
     if names.ndim != 1 or not all(isinstance(n, (str, bytes)) for n in names.tolist()):
         raise InputError(path, 'name file must be a 1-D array of file names, '
                                'got %s of %s' % (names.shape, names.dtype))
-    return [n.decode('utf-8') if isinstance(n, bytes) else str(n) for n in names]
+    decoded = []
+    for position, name in enumerate(names.tolist()):
+        if isinstance(name, bytes):
+            try:
+                name = name.decode('utf-8')
+            except UnicodeDecodeError:
+                raise InputError(path, 'name %d (%r) is not UTF-8 text; write the name file '
+                                       'with UTF-8 names (MakeLabels.py does)' % (position, name))
+        decoded.append(str(name))
+    return decoded
 
 
 def read_labels_and_names(label_path, name_path, label_num=0):
@@ -287,13 +299,74 @@ class ImageCache(object):
             self._fd = None
 
 
-def open_or_build_cache(cache_path, names, parent_path):
-    """The image cache for ``names``, built from ``parent_path`` when missing."""
-    if os.path.exists(cache_path):
+CACHE_RECORD_SUFFIX = '.names.json'
+
+
+def cache_record(names, name_path):
+    """What an image cache holds: a hash of the name list, in order, and the crop."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode('utf-8', 'surrogatepass') + b'\0')
+    return {'names_sha256': digest.hexdigest(), 'count': len(names),
+            'image_size': [IMAGE_SIZE, IMAGE_SIZE], 'source_size': SOURCE_SIZE,
+            'crop_offset': CROP_OFFSET, 'name_file': os.path.abspath(name_path)}
+
+
+def read_cache_record(record_path):
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(record_path, 'unreadable record of the image cache (%s); delete it and '
+                                      'the cache to rebuild' % e)
+    if not isinstance(record, dict):
+        raise InputError(record_path, 'not a record of the image cache; delete it and the '
+                                      'cache to rebuild')
+    return record
+
+
+def check_cache_record(cache_path, record, wanted):
+    """InputError when the cache was built for other names or another crop."""
+    advice = ('delete it and %s to rebuild, or choose another --train_data_path'
+              % os.path.basename(cache_path + CACHE_RECORD_SUFFIX))
+    keys = ('image_size', 'source_size', 'crop_offset')
+    if [record.get(k) for k in keys] != [wanted[k] for k in keys]:
+        raise InputError(cache_path, 'image cache holds crops of %s (from %s, offset %s), this '
+                                     'version makes %s (from %s, offset %s); %s'
+                         % tuple([record.get(k) for k in keys] + [wanted[k] for k in keys]
+                                 + [advice]))
+    if record.get('names_sha256') != wanted['names_sha256']:
+        raise InputError(cache_path, 'image cache was built for other images (%s names of %s), '
+                                     'not the %d names of %s in their order; %s'
+                         % (record.get('count'), record.get('name_file'), wanted['count'],
+                            wanted['name_file'], advice))
+
+
+def open_or_build_cache(cache_path, names, parent_path, name_path=''):
+    """The image cache for ``names``, built from ``parent_path`` when missing.
+
+    ``<cache>.names.json`` records the names (a hash) and the crop it was
+    built for; a cache of other names is refused, never rebuilt over. A cache
+    without the record (an earlier version's) is checked by its shape and
+    the record written.
+    """
+    record_path = cache_path + CACHE_RECORD_SUFFIX
+    wanted = cache_record(names, name_path)
+    recorded = os.path.exists(cache_path) and os.path.exists(record_path)
+    if recorded:
+        check_cache_record(cache_path, read_cache_record(record_path), wanted)
         print('Using image cache %s' % cache_path)
+    elif os.path.exists(cache_path):
+        print('Using image cache %s; it has no %s (an earlier version built it): taking it as '
+              'the %d images of the name file and recording that'
+              % (cache_path, os.path.basename(record_path), len(names)))
     else:
         build_image_cache(cache_path, names, parent_path)
-    return ImageCache(cache_path, len(names))
+    cache = ImageCache(cache_path, len(names))
+    if not recorded:
+        with atomic_write(record_path, 'w') as f:
+            json.dump(wanted, f, indent=1, sort_keys=True)
+    return cache
 
 
 # ------------------------------------------------------------------ batches

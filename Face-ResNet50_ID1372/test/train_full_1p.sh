@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Face-ResNet50_ID1372: the full recipe (100 epochs of TrainResNet.py), with the
-# held-out accuracy as TrainAccuracy. Resumes from the checkpoints in --ckpt_path.
+# held-out accuracy as TrainAccuracy. Resumes from the checkpoints in --ckpt_path;
+# run again after it completed, it moves the finished checkpoint folder aside
+# (<ckpt>.<date>) and trains again.
 # Data: <data_path>/label/{label,name}_1200.npy, <data_path>/CACD2000_Crop/,
 # <data_path>/train_data/1200_data.npy (built on the first run).
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../../common/modelzoo_test.sh"
@@ -20,5 +22,6 @@ modelzoo_train "$PYTHON" "$model_dir/TrainResNet.py" \
     --parentPath="$data_path/CACD2000_Crop" \
     --epochs="$train_epochs" --batch_size="$batch_size" "${step_limit[@]}" \
     --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
-    --result_json="$result_json" "${extra_args[@]}"
+    --result_json="$result_json" --summary_path="$output_dir/tensorboard" \
+    --restart_completed=True "${extra_args[@]}"
 modelzoo_finish acc

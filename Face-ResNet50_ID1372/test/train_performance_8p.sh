@@ -27,5 +27,5 @@ modelzoo_train_ranks "$PYTHON" "$model_dir/TrainResNet.py" \
     --parentPath="$data_path/CACD2000_Crop" \
     --epochs="$train_epochs" --batch_size="$batch_size" "${step_limit[@]}" \
     --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
-    --result_json="$result_json" "${extra_args[@]}"
+    --result_json="$result_json" --summary_path="$output_dir/tensorboard" "${extra_args[@]}"
 modelzoo_finish perf

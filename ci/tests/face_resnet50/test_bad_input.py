@@ -24,6 +24,7 @@ from ci.synthetic import cacd
 train_resnet = import_model_module('Face-ResNet50_ID1372', 'TrainResNet')
 test_resnet = import_model_module('Face-ResNet50_ID1372', 'TestResNet')
 make_labels = import_model_module('Face-ResNet50_ID1372', 'MakeLabels')
+utils = import_model_module('Face-ResNet50_ID1372', 'utils')
 
 @pytest.fixture
 def faces(tmp_path):
@@ -37,7 +38,8 @@ def face_argv(root, *extra):
             '--image_name_path', str(root / 'label' / 'name_1200.npy'),
             '--train_data_path', str(root / 'train_data' / '1200_data.npy'),
             '--parentPath', str(root / 'CACD2000_Crop'),
-            '--ckpt_path', str(root / 'ckpt'), '--device', 'cpu'] + list(extra)
+            '--ckpt_path', str(root / 'ckpt'), '--device', 'cpu', '--batch_size', '2',
+            '--val_fraction', '0'] + list(extra)
 
 
 LABELS = 'label/label_1200.npy'
@@ -104,6 +106,23 @@ def f_foreign_checkpoint(root):
                     {'global_step': np.int64(3), 'w': np.zeros(2, np.float32)})
 
 
+def f_summary_path_under_a_file(root):
+    return face_argv(root, '--summary_path', str(root / LABELS / 'tensorboard'))
+
+
+def f_swapped_label_and_name_files(root):
+    return face_argv(root, '--label_path', str(root / NAMES), '--image_name_path',
+                     str(root / LABELS))
+
+
+def f_cache_of_other_names(root):
+    names = np.load(str(root / NAMES))
+    cache = utils.open_or_build_cache(str(root / CACHE), list(names[::-1]),
+                                      str(root / 'CACD2000_Crop'),
+                                      str(root / 'label' / 'other_names.npy'))
+    cache.close()
+
+
 FACE_ROWS = [
     ('label file empty', f_write(LABELS, b''), '[Error] {root}/%s: label file is empty' % LABELS),
     ('label file not .npy', f_write(LABELS, b'1,1,2,2\n'),
@@ -131,6 +150,11 @@ FACE_ROWS = [
      '[Error] /no/such/weights.npy: weights file does not exist'),
     ('--epochs 0', f_flag('--epochs', '0'), '[Error] --epochs must be at least 1'),
     ('--batch_size 0', f_flag('--batch_size', '0'), '[Error] --batch_size must be at least 1'),
+    ('--summary_steps 0', f_flag('--summary_steps', '0'),
+     '[Error] --summary_steps must be at least 1'),
+    ('--summary_path under a file', f_summary_path_under_a_file,
+     '[Error] {root}/%s/tensorboard: --summary_path cannot be made: {root}/%s is a file'
+     % (LABELS, LABELS)),
     ('--max_steps -1', f_flag('--max_steps', '-1'), '[Error] --max_steps must not be negative'),
     ('--label_num -1', f_flag('--label_num', '-1'), '[Error] --label_num must not be negative'),
     ('--learning_rate 0', f_flag('--learning_rate', '0'),
@@ -146,6 +170,26 @@ FACE_ROWS = [
      'raise --epochs or use another --ckpt_path'),
     ('checkpoint data truncated', f_truncated_checkpoint,
      '[Error] {root}/ckpt/model.ckpt-100: checkpoint is damaged or truncated (...)'),
+    ('label and name files swapped', f_swapped_label_and_name_files,
+     '[Error] {root}/%s: label file must be a 1-D integer array, got (4,) of <U27' % NAMES),
+    ('--label_num 10^9', f_flag('--label_num', '1000000000'),
+     '[Error] --label_num: 1000000000 labels need a 2048 x 1000000000 fc1200 layer: about '
+     '2.29e+04 GiB with its momentum and gradient, more than this machine\'s memory (...)'),
+    ('a label of 10^9', f_save(LABELS, np.array([1, 1, 2, 10 ** 9], np.int64)),
+     '[Error] {root}/%s: the largest label, 1000000000 at position 3, sets the label count: '
+     '1000000000 labels need a 2048 x 1000000000 fc1200 layer: about 2.29e+04 GiB with its '
+     'momentum and gradient, more than this machine\'s memory (...)' % LABELS),
+    ('names not UTF-8', f_save(NAMES, np.array([b'a.jpg', b'b\xff.jpg', b'c.jpg', b'd.jpg'])),
+     "[Error] {root}/%s: name 1 (b'b\\xff.jpg') is not UTF-8 text; write the name file with "
+     "UTF-8 names (MakeLabels.py does)" % NAMES),
+    ('fewer images than one batch', f_flag('--batch_size', '5', '--val_fraction', '0.5'),
+     '[Error] {root}/%s: 2 training images (2 held out by --val_fraction) are fewer than one '
+     'batch of --batch_size 5; lower --batch_size' % LABELS),
+    ('cache of other names', f_cache_of_other_names,
+     '[Error] {root}/%s: image cache was built for other images (4 names of '
+     '{root}/label/other_names.npy), not the 4 names of {root}/%s in their order; delete it '
+     'and 1200_data.npy.names.json to rebuild, or choose another --train_data_path'
+     % (CACHE, NAMES)),
     ('checkpoint of another model', f_foreign_checkpoint,
      '[Error] {root}/ckpt/model.ckpt-3: not a checkpoint of this model (no '
      'fc1200/fc1200_weights or global_step)'),
@@ -160,8 +204,10 @@ def test_face_resnet50_bad_input(faces, name, setup, expected):
     assert_message(error_line(train_resnet.main, argv), expected, faces)
     after = user_files(faces)
     if str(faces / CACHE) not in before:
-        # A cache built before the failure is the only file a failed run may add.
+        # A cache built before the failure (and its record of the names) is
+        # the only file a failed run may add.
         after.pop(str(faces / CACHE), None)
+        after.pop(str(faces / CACHE) + '.names.json', None)
     assert after == before
 
 
@@ -190,6 +236,12 @@ def test_face_resnet50_feature_and_label_tools(faces):
     write(faces / 'other' / 'holiday.jpg', b'x')
     assert error_line(make_labels.main, ['--parentPath', str(faces / 'other')] + labels) == (
         '[Error] %s: no CACD-named images (<age>_<First>_<Last>_<NNNN>.jpg)' % (faces / 'other'))
+    assert error_line(make_labels.main, ['--parentPath', str(faces / 'CACD2000_Crop'),
+                                         '--label_path', str(faces / 'new.npy'),
+                                         '--image_name_path', str(faces / '.' / 'new.npy')]) \
+        == ('[Error] %s: --label_path and --image_name_path are the same file; give two paths'
+            % (faces / 'new.npy'))
+    assert not (faces / 'new.npy').exists()
     assert not (faces / 'new_labels.npy').exists()
 
 

@@ -1,6 +1,8 @@
 """Face-ResNet50_ID1372 data handling without TensorFlow: CACD names and label
 files, face crops, the image cache (built, read back, memory-bounded),
 held-out split, batch order, restricted unpickling."""
+import hashlib
+import json
 import os
 import pickle
 import subprocess
@@ -103,8 +105,32 @@ def test_cache_build_and_read_back(utils, tmp_path):
     expected = images[:, 13:237, 13:237, ::-1]
     np.testing.assert_array_equal(np.load(path, mmap_mode='r'), expected)
     np.testing.assert_array_equal(cache.read([4, 0, 2]), expected[[4, 0, 2]])
-    assert [f for f in os.listdir(str(tmp_path / 'train_data'))] == ['1200_data.npy']
+    assert sorted(os.listdir(str(tmp_path / 'train_data'))) == ['1200_data.npy',
+                                                                '1200_data.npy.names.json']
     cache.close()
+    # The record: a hash of the names in order (NUL after each), and the crop.
+    record_path = path + '.names.json'
+    with open(record_path) as f:
+        record = json.load(f)
+    digest = hashlib.sha256(b''.join(n.encode() + b'\0' for n in names)).hexdigest()
+    assert (record['names_sha256'], record['count'], record['image_size'],
+            record['crop_offset']) == (digest, 5, [224, 224], 13)
+    utils.open_or_build_cache(path, names, str(tmp_path)).close()   # same names: reused
+    with pytest.raises(InputError) as error:
+        utils.open_or_build_cache(path, names[::-1], str(tmp_path))
+    assert error.value.path == path and 'built for other images' in error.value.problem
+    with open(record_path, 'w') as f:
+        json.dump(dict(record, image_size=[112, 112]), f)
+    with pytest.raises(InputError) as error:
+        utils.open_or_build_cache(path, names, str(tmp_path))
+    assert error.value.problem.startswith('image cache holds crops of [112, 112] (from 250, '
+                                          'offset 13), this version makes [224, 224] ')
+    # A cache without a record (an earlier version's) is taken and recorded.
+    os.remove(record_path)
+    utils.open_or_build_cache(path, names, str(tmp_path)).close()
+    with open(record_path) as f:
+        assert json.load(f)['names_sha256'] == digest
+    np.testing.assert_array_equal(np.load(path, mmap_mode='r'), expected)
 
 
 def test_cache_reading_memory_does_not_grow_with_cache_size(utils, tmp_path):

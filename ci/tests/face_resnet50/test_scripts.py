@@ -60,8 +60,10 @@ def summary_of(files, mode):
 
 
 def ckpt_state(folder):
+    """(name, mtime) of the folder's files; .lock, the run lock
+    (common/run_control.py), is rewritten by every run."""
     return sorted((name, os.path.getmtime(os.path.join(folder, name)))
-                  for name in os.listdir(folder))
+                  for name in os.listdir(folder) if name != '.lock')
 
 
 @pytest.fixture(scope='module')
@@ -79,11 +81,25 @@ def full_run(tmp_path_factory, device_id):
     cacd.make_cacd_dataset(root, identities=IDENTITIES, images_per_identity=PER_IDENTITY)
     ckpt = os.path.join(root, 'ckpt')
     done = run_script('train_full_1p.sh', device_id,
-                      ['--data_path=%s' % root, '--train_epochs=2', '--ckpt_path=%s' % ckpt]
-                      + SHORT_RUN)
+                      ['--data_path=%s' % root, '--train_epochs=2', '--ckpt_path=%s' % ckpt,
+                       '--summary_steps=2'] + SHORT_RUN)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {'root': root, 'ckpt': ckpt, 'stdout': done.stdout,
-            'files': output_files(device_id)}
+            'files': output_files(device_id), 'tensorboard': tensorboard_runs(device_id)}
+
+
+def tensorboard_runs(device_id):
+    """{run subfolder: {tag: [(step, value)]}} of test/output/<device>/tensorboard."""
+    import tensorflow.compat.v1 as tf
+    folder = os.path.join(model_dir(MODEL), 'test', 'output', device_id, 'tensorboard')
+    runs = {}
+    for run in os.listdir(folder):
+        scalars = runs.setdefault(run, {})
+        for name in os.listdir(os.path.join(folder, run)):
+            for event in tf.train.summary_iterator(os.path.join(folder, run, name)):
+                for value in event.summary.value:
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return runs
 
 
 @pytest.fixture(scope='module')
@@ -112,9 +128,21 @@ def test_full_run_learns_and_reports(full_run, device_id):
     assert re.search(r'^steps_per_s: [0-9.]+$', log, re.M)
     assert 'End Epoch 2\nTotal cost of Epoch ' in log
     assert re.search(r'^Held-out accuracy [0-9.]+ \(6 images\)$', log, re.M)
-    assert sorted(os.listdir(full_run['ckpt']))[0] == 'checkpoint'
+    assert sorted(os.listdir(full_run['ckpt']))[:2] == ['.lock', 'checkpoint']
     assert any(name.startswith('model.ckpt-6.') for name in os.listdir(full_run['ckpt']))
     assert 'Final Train Accuracy : %s' % values['TrainAccuracy'] in full_run['stdout']
+    # TensorBoard: one run folder; loss and learning rate every 2 steps (the
+    # logged costs of steps 4 and 6 among them), the held-out accuracy at step 6.
+    (run, scalars), = full_run['tensorboard'].items()
+    assert re.match(r'^\d{8}-\d{6}_from_step_0$', run), run
+    assert [step for step, _ in scalars['loss/Batch_Cost']] == [2, 4, 6]
+    assert scalars['learning_rate'] == [(2, pytest.approx(0.001)), (4, pytest.approx(0.001)),
+                                        (6, pytest.approx(0.001))]
+    logged = [float(v) for v in re.findall(r'^Epoch 2 Batch [02] Batch Cost ([0-9.]+) ', log,
+                                           re.M)]
+    assert [v for _, v in scalars['loss/Batch_Cost'][1:]] == pytest.approx(logged, abs=1e-5)
+    assert scalars['accuracy/Held_out'] == [(6, pytest.approx(float(values['TrainAccuracy']),
+                                                              abs=1e-5))]
 
 
 @pytest.mark.slow
@@ -126,7 +154,8 @@ def test_cache_is_the_centre_crop_of_the_jpegs(full_run):
     for row, name in enumerate(names):
         decoded = cv2.imread(os.path.join(root, 'CACD2000_Crop', name))
         np.testing.assert_array_equal(cache[row], decoded[13:237, 13:237, ::-1])
-    assert os.listdir(os.path.join(root, 'train_data')) == ['1200_data.npy']
+    assert sorted(os.listdir(os.path.join(root, 'train_data'))) == [
+        '1200_data.npy', '1200_data.npy.names.json']
 
 
 @pytest.mark.slow
@@ -152,15 +181,26 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.tf115
-def test_feature_extraction_writes_mat(full_run, tmp_path):
+def feature_argv(root, ckpt, output, images='CACD2000_Crop'):
+    return ['--label_path', os.path.join(root, 'label', 'label_1200.npy'),
+            '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
+            '--parentPath', os.path.join(root, images), '--ckpt_path', ckpt,
+            '--output', output, '--batch_size', '5']
+
+
+def test_feature_extraction_writes_mat(full_run, tmp_path, capsys):
     root = full_run['root']
     output = str(tmp_path / 'resnet_feature.mat')
     test_resnet = import_model_module(MODEL, 'TestResNet')
-    assert test_resnet.main([
-        '--label_path', os.path.join(root, 'label', 'label_1200.npy'),
-        '--image_name_path', os.path.join(root, 'label', 'name_1200.npy'),
-        '--parentPath', os.path.join(root, 'CACD2000_Crop'),
-        '--ckpt_path', full_run['ckpt'], '--output', output, '--batch_size', '5']) == 0
+    argv = feature_argv(root, full_run['ckpt'], output)
+    assert test_resnet.parse_args(argv).precision_mode == 'must_keep_origin_dtype'   # fp32
+    capsys.readouterr()
+    assert test_resnet.main(argv) == 0
+    # 24 images in batches of 5 (the last padded): one progress line at the end.
+    progress = re.findall(r'^\[progress\] (\d+) of (\d+) images: elapsed \d+:\d\d:\d\d, '
+                          r'remaining 0:00:00 \([0-9.]+ images/s\)$', capsys.readouterr().out,
+                          re.M)
+    assert progress == [('24', '24')]
     mat = scio.loadmat(output)
     features = mat['feature']
     assert features.shape == (IDENTITIES * PER_IDENTITY, 2048) and features.dtype == np.float32
@@ -172,6 +212,40 @@ def test_feature_extraction_writes_mat(full_run, tmp_path):
     np.fill_diagonal(distances, np.inf)
     assert (labels[distances.argmin(axis=1)] == labels).mean() >= 0.9
     assert sorted(os.listdir(str(tmp_path))) == ['resnet_feature.mat', 'resnet_feature.npz']
+
+
+@pytest.mark.slow
+def test_feature_extraction_bad_checkpoint_or_image_is_one_line(full_run, tmp_path):
+    root = full_run['root']
+    test_resnet = import_model_module(MODEL, 'TestResNet')
+    output = str(tmp_path / 'resnet_feature.mat')
+    ckpt = copy_ckpt(full_run, tmp_path)
+    prefix = os.path.join(ckpt, 'model.ckpt-6')
+    data = prefix + '.data-00000-of-00001'
+    with open(data, 'r+b') as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, ckpt, output))
+    assert error.value.path == prefix
+    assert re.match(r'^checkpoint is damaged or truncated \(.+\)$', error.value.problem)
+    with open(prefix + '.index', 'wb') as f:
+        f.write(b'not an index' * 100)
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, ckpt, output))
+    assert error.value.path == prefix
+    assert re.match(r'^checkpoint is damaged or truncated \(.+\)$', error.value.problem)
+    assert '\n' not in error.value.problem
+    # A good checkpoint, one image that does not decode: its own line.
+    images = str(tmp_path / 'images')
+    shutil.copytree(os.path.join(root, 'CACD2000_Crop'), images)
+    names = np.load(os.path.join(root, 'label', 'name_1200.npy'))
+    with open(os.path.join(images, names[17]), 'wb') as f:
+        f.write(b'\xff\xd8 not really a jpeg')
+    with pytest.raises(InputError) as error:
+        test_resnet.main(feature_argv(root, full_run['ckpt'], output, images=images))
+    assert (error.value.path, error.value.problem) == (os.path.join(images, names[17]),
+                                                       'does not decode as an image')
+    assert sorted(os.listdir(str(tmp_path))) == ['ckpt', 'images']
 
 
 @pytest.mark.slow
@@ -246,7 +320,7 @@ def flags(root, *extra):
             '--image_name_path', str(root / 'label' / 'name_1200.npy'),
             '--train_data_path', str(root / 'train_data' / '1200_data.npy'),
             '--parentPath', str(root / 'CACD2000_Crop'),
-            '--ckpt_path', str(root / 'ckpt')] + list(extra)
+            '--ckpt_path', str(root / 'ckpt'), '--batch_size', '3'] + list(extra)
 
 
 def expect_input_error(train_module, argv, path, problem):
