@@ -9,8 +9,7 @@ curves from their start step. The events are written as protos by a
 ``tf.summary.FileWriter`` (no summary ops in the training graph); the folder
 is made with the first event, so a run that stops before it leaves none.
 
-The same scheme as Gitloss_ID1277/gitloss_tensorboard.py, for the recipes
-that only write scalars.
+Gitloss_ID1277/gitloss_tensorboard.py adds its cluster plot as an image.
 """
 import os
 import time
@@ -28,20 +27,24 @@ def run_folder(summary_path, start_step):
 
 
 class RunScalars(object):
-    """Scalars of one run in its own subfolder of ``summary_path``."""
+    """Scalars (and any other summary proto) of one run in its own subfolder
+    of ``summary_path``."""
 
     def __init__(self, summary_path, start_step):
         self._summary_path, self._start_step = summary_path, start_step
         self.folder = None
         self._writer = None
 
-    def scalars(self, step, tags, values):
+    def add(self, summary, step):
+        """Writes a ``tf.Summary`` proto; the first call makes the folder."""
         if self._writer is None:
             self.folder = run_folder(self._summary_path, self._start_step)
             self._writer = tf.summary.FileWriter(self.folder)
-        self._writer.add_summary(tf.Summary(value=[
-            tf.Summary.Value(tag=tag, simple_value=float(value))
-            for tag, value in zip(tags, values)]), step)
+        self._writer.add_summary(summary, step)
+
+    def scalars(self, step, tags, values):
+        self.add(tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=float(value))
+                                   for tag, value in zip(tags, values)]), step)
 
     def flush(self):
         if self._writer is not None:
