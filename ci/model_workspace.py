@@ -22,8 +22,13 @@ def copy_model_alone(parent, folder):
     return root / folder
 
 
-def run_as_user(command, timeout):
+def run_as_user(command, timeout, unset=()):
+    """``command`` from ``/`` with this Python as $PYTHON; ``unset`` names
+    environment variables the user would not have (e.g. the tests'
+    TF_CPP_MIN_LOG_LEVEL)."""
     env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID='0')
+    for name in unset:
+        env.pop(name, None)
     return subprocess.run(command, cwd='/', env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from ci.model_workspace import copy_model_alone, run_as_user
+from ci.tf_log_lines import tensorflow_log_lines
 from common.modelzoo_summary import read_summary
 from common.synthetic_input import SYNTHETIC_INPUT_LINE, add_synthetic_input_flag, synthetic_dataset
 
@@ -60,7 +61,8 @@ def test_flag_refuses_other_words(capsys):
     pytest.param('InsightFace_TF', 'ci.synthetic.insightface', marks=pytest.mark.slow)])
 def test_performance_script_trains_on_synthetic_input(tmp_path, folder, maker):
     """The model copied out alone with common/, its ModelZoo performance
-    script with --synthetic_input=true, as `make bench` runs it."""
+    script with --synthetic_input=true, as `make bench` runs it, and as quiet
+    as `make demo` must be: no line from TensorFlow's own logging."""
     model = copy_model_alone(tmp_path, folder)
     data_path, demo_args = importlib.import_module(maker).make_demo_dataset(
         str(tmp_path / 'data'))
@@ -68,10 +70,13 @@ def test_performance_script_trains_on_synthetic_input(tmp_path, folder, maker):
     done = run_as_user(['bash', str(model / 'test' / 'train_performance_1p.sh'),
                         '--data_path=%s' % data_path, '--train_steps=3',
                         '--ckpt_path=%s' % (tmp_path / 'ckpt'), '--synthetic_input=true']
-                       + args, timeout=600)
+                       + args, timeout=600, unset=('TF_CPP_MIN_LOG_LEVEL',))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     output = model / 'test' / 'output' / '0'
-    assert SYNTHETIC_INPUT_LINE in (output / 'train_0.log').read_text()
+    train_log = (output / 'train_0.log').read_text()
+    assert SYNTHETIC_INPUT_LINE in train_log
+    # What `make demo` shows a user, who has no TF_CPP_MIN_LOG_LEVEL set.
+    assert tensorflow_log_lines(done.stdout + done.stderr + train_log) == []
     (summary,) = [p for p in output.iterdir() if p.name.endswith('_perf.log')
                   and not p.name.startswith('train_')]
     assert float(dict(read_summary(str(summary)))['ActualFPS']) > 0
