@@ -5,7 +5,8 @@
 
 - ``<CaseName>.log``: ActualLoss moved before TrainAccuracy, the order the
   reference Gitloss scripts wrote (the other keys and values unchanged);
-- ``loss.png`` and ``accuracy.png`` beside it: Train_Loss and the accuracy
+- ``loss.png`` (drawn again, against the steps of these lines, over the one
+  modelzoo_finish drew) and ``accuracy.png`` beside it: Train_Loss and the accuracy
   (full script: Train_Acc and Valid_Acc; performance script: Train_Acc) of
   the reference log lines in the training log, the same values as the loss
   series ``train_<CaseName>_loss.txt``.
@@ -19,8 +20,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.io_utils import (InputError, atomic_path, atomic_write, require_file,  # noqa: E402
-                             run_main)
+from common.curves import plot_curve  # noqa: E402
+from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
 
 FULL_LINE = re.compile(r'^Step: (\d+), Train_Loss: (\S+) , Train_Acc: (\S+) , Valid_Loss: \S+ , '
                        r'Valid_Acc: (\S+) , ')
@@ -54,24 +55,6 @@ def reorder_summary(path):
         lines.insert(keys.index('TrainAccuracy'), loss)
     with atomic_write(path) as f:
         f.writelines(lines)
-
-
-def plot_curve(path, steps, curves, ylabel):
-    """``curves``: [(label, values)], drawn against the steps."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure = plt.figure(figsize=(6, 4))
-    axes = figure.add_subplot(1, 1, 1)
-    for label, values in curves:
-        axes.plot(steps, values, marker='o', label=label)
-    axes.set_xlabel('step')
-    axes.set_ylabel(ylabel)
-    axes.grid(True)
-    axes.legend(loc='best')
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format='png')
-    plt.close(figure)
 
 
 def main(argv=None):

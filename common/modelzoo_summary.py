@@ -8,8 +8,9 @@ times the whole run and calls this module as a command:
         --result_json run.json --e2e_time 123 --output_dir test/output/0 --mode perf
 
 which writes ``<output_dir>/<CaseName>.log`` (ten ``Key = value`` lines in the
-ModelZoo order), ``<output_dir>/train_<CaseName>_loss.txt`` (one loss per line)
-and prints the ``Final result`` block that users' tooling greps.
+ModelZoo order), ``<output_dir>/train_<CaseName>_loss.txt`` (one loss per line),
+``<output_dir>/loss.png`` (that series against its log lines) and prints the
+``Final result`` block that users' tooling greps.
 """
 from __future__ import print_function
 
@@ -23,6 +24,7 @@ import time
 
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.curves import plot_curve  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
 
 SUMMARY_KEYS = ('Network', 'RankSize', 'BatchSize', 'DeviceType', 'CaseName',
@@ -161,6 +163,9 @@ def write_summary(output_dir, network, batch_size, rank_size, fps, accuracy,
         f.writelines('%.6f\n' % v for v in losses)
     with atomic_write(os.path.join(output_dir, '%s.log' % name)) as f:
         f.writelines('%s = %s\n' % (k, _fmt(v)) for k, v in summary)
+    if losses:
+        plot_curve(os.path.join(output_dir, 'loss.png'), range(1, len(losses) + 1),
+                   [('loss', losses)], 'loss', xlabel='training log line')
 
     print('------------------ Final result ------------------')
     print('Final Performance images/sec : %.2f' % fps)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
+import numpy as np
 import pytest
 
 from ci.model_import import REPO_ROOT
@@ -34,6 +36,9 @@ def test_summary_files_read_back(tmp_path, capsys):
     assert values['E2ETrainingTime'] == '12'
     with open(str(tmp_path / ('train_%s_loss.txt' % name))) as f:
         assert [float(v) for v in f.read().split()] == losses
+    # loss.png: a 6x4 inch figure at matplotlib's 100 dpi, read back by OpenCV.
+    plot = cv2.imread(str(tmp_path / 'loss.png'))
+    assert plot.shape == (400, 600, 3) and len(np.unique(plot.reshape(-1, 3), axis=0)) > 10
     out = capsys.readouterr().out.splitlines()
     assert out == ['------------------ Final result ------------------',
                    'Final Performance images/sec : 64.00',
@@ -227,6 +232,12 @@ def test_summary_command_line(tmp_path):
     assert 'Final Train Accuracy : 0.9' in out
     assert json.load(open(result))['fps'] == 50.0
     assert dict(ms.read_summary(str(tmp_path / 'N_bs10_1p_acc.log')))['TrainingTime'] == '0.2'
+
+
+def test_no_loss_plot_without_a_loss_series(tmp_path):
+    ms.write_summary(str(tmp_path), 'N', 8, 1, fps=4.0, accuracy=None, losses=[],
+                     e2e_seconds=1, mode='perf')
+    assert not (tmp_path / 'loss.png').exists()
 
 
 def test_meter_records_first_step_and_startup(tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ def output_files(device_id):
     files = {}
     for name in os.listdir(folder):
         if os.path.isfile(os.path.join(folder, name)):
-            with open(os.path.join(folder, name)) as f:
+            with open(os.path.join(folder, name), 'rb' if name.endswith('.png') else 'r') as f:
                 files[name] = f.read()
     return files
 
@@ -131,6 +131,7 @@ def test_full_run_learns_and_reports(full_run, device_id):
     assert sorted(os.listdir(full_run['ckpt']))[:2] == ['.lock', 'checkpoint']
     assert any(name.startswith('model.ckpt-6.') for name in os.listdir(full_run['ckpt']))
     assert 'Final Train Accuracy : %s' % values['TrainAccuracy'] in full_run['stdout']
+    assert full_run['files']['loss.png'].startswith(b'\x89PNG\r\n\x1a\n')
     # TensorBoard: one run folder; loss and learning rate every 2 steps (the
     # logged costs of steps 4 and 6 among them), the held-out accuracy at step 6.
     (run, scalars), = full_run['tensorboard'].items()
