@@ -25,10 +25,12 @@ LossSpec.__doc__ = """The margin head: 'arcface', 'cosface' or 'combined' over
 num_output identities; margin_s/margin_m None take the loss's defaults."""
 
 TrainSpec = collections.namedtuple(
-    'TrainSpec', 'batch_size lr_steps lr_values momentum weight_decay keep_prob saver_maxkeep')
+    'TrainSpec', 'batch_size lr_steps lr_values momentum weight_decay keep_prob saver_maxkeep '
+                 'best_maxkeep')
 TrainSpec.__doc__ = """batch_size: one worker's; lr_steps/lr_values: the reference's
 piecewise-constant schedule (see lr_boundaries); weight_decay: L2 scale;
-keep_prob: dropout of the embedding head; saver_maxkeep: checkpoints kept."""
+keep_prob: dropout of the embedding head; saver_maxkeep: checkpoints kept;
+best_maxkeep: best-accuracy checkpoints kept (a rotation of their own)."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'train_op', 'total_loss', 'metrics', 'learning_rate', 'global_step', 'eval_images',
@@ -46,7 +48,7 @@ def loss_spec(args):
 
 def train_spec(args):
     return TrainSpec(args.batch_size, args.lr_steps, args.lr_values, args.momentum,
-                     args.weight_deacy, args.keep_prob, args.saver_maxkeep)
+                     args.weight_deacy, args.keep_prob, args.saver_maxkeep, args.best_maxkeep)
 
 
 def lr_boundaries(lr_steps, batch_size):
@@ -117,7 +119,7 @@ def build_training_graph(dp, device_config, dataset, network, loss, spec):
         eval_images, embedding = inference.build_embedding_graph(network)
     summary_op = summaries(total_loss, learning_rate, metrics)
     saver = tf.train.Saver(max_to_keep=spec.saver_maxkeep, save_relative_paths=True)
-    best_saver = tf.train.Saver(max_to_keep=spec.saver_maxkeep, save_relative_paths=True)
+    best_saver = tf.train.Saver(max_to_keep=spec.best_maxkeep, save_relative_paths=True)
     init_op = tf.global_variables_initializer()
     parameters = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
     return TrainGraph(train_op, total_loss, metrics, learning_rate, global_step, eval_images,
