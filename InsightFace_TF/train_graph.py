@@ -94,17 +94,25 @@ def training_input(files, batch_size, image_size, buffer_size, num_output, synth
                                           shard=shard)
 
 
-def summaries(total_loss, learning_rate, metrics):
-    """The TensorBoard summaries: losses, rate, accuracy, weight histograms."""
+def summaries(total_loss, learning_rate, metrics, histograms=True):
+    """The TensorBoard summaries: losses, rate, accuracy and (``histograms``)
+    one histogram per trainable variable, tagged with its name.
+
+    tf.summary.histogram would tag them ``<variable>_1`` (its name scope is
+    taken by the variable's), so the op is made with the tag given."""
     ops = [tf.summary.scalar('total_loss', total_loss),
            tf.summary.scalar('learning_rate', learning_rate)]
     ops += [tf.summary.scalar(name, value) for name, value in metrics.items()]
-    ops += [tf.summary.histogram(v.op.name, v) for v in tf.trainable_variables()]
+    if histograms:
+        with tf.name_scope('histograms'):
+            ops += [tf.raw_ops.HistogramSummary(tag=v.op.name, values=v, name='histogram')
+                    for v in tf.trainable_variables()]
     return tf.summary.merge(ops)
 
 
-def build_training_graph(dp, device_config, dataset, network, loss, spec):
-    """The whole graph under ``dp`` (DataParallel) in the default graph."""
+def build_training_graph(dp, device_config, dataset, network, loss, spec, histograms=True):
+    """The whole graph under ``dp`` (DataParallel) in the default graph;
+    ``histograms``: weight histograms in ``summary_op``."""
     global_step = tf.train.get_or_create_global_step()
     inputs = tf.data.make_one_shot_iterator(dataset).get_next()
     learning_rate = tf.train.piecewise_constant(
@@ -117,7 +125,7 @@ def build_training_graph(dp, device_config, dataset, network, loss, spec):
         global_step)
     with tf.variable_scope(tf.get_variable_scope(), reuse=True):
         eval_images, embedding = inference.build_embedding_graph(network)
-    summary_op = summaries(total_loss, learning_rate, metrics)
+    summary_op = summaries(total_loss, learning_rate, metrics, histograms)
     saver = tf.train.Saver(max_to_keep=spec.saver_maxkeep, save_relative_paths=True)
     best_saver = tf.train.Saver(max_to_keep=spec.best_maxkeep, save_relative_paths=True)
     init_op = tf.global_variables_initializer()

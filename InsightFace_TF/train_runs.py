@@ -159,6 +159,7 @@ class TrainingLoop(object):
         # run_config.json is written with this run's first checkpoint or
         # validation: a run that saves nothing leaves the folder as it was.
         self.settings, self.run_config_written = settings, False
+        self.writer = None   # the chief's tf.summary.FileWriter, set with the session
         self.meter = ThroughputMeter(warmup=1)
         self.logged_losses = []
         self.history = {}
@@ -237,6 +238,19 @@ class TrainingLoop(object):
         path = os.path.join(self.args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
         return saver.save(sess, path, latest_filename=latest_filename)
 
+    def verification_scalars(self, step, names, results):
+        """TensorBoard: each set's accuracy and VAL@FAR=1e-3 at ``step``."""
+        if self.writer is None:
+            return
+        values = []
+        for name, result in zip(names, results):
+            values += [tf.Summary.Value(tag='verification/%s/accuracy' % name,
+                                        simple_value=float(result.acc2)),
+                       tf.Summary.Value(tag='verification/%s/val_at_far_1e-3' % name,
+                                        simple_value=float(result.val))]
+        self.writer.add_summary(tf.Summary(value=values), step)
+        self.writer.flush()
+
     def is_best(self, accuracy):
         """Above --best_accuracy_threshold and every earlier validation's."""
         return accuracy > self.args.best_accuracy_threshold and (
@@ -257,6 +271,7 @@ class TrainingLoop(object):
         print('test accuracy is: %s' % self.accuracy)
         if not self.dp.is_chief:
             return
+        self.verification_scalars(step, names, results)
         self.history[step] = self.accuracy
         append_validation_history(self.log_file, self.history)
         best = None
@@ -350,6 +365,16 @@ def train(args, dp, device_config):
     return 0
 
 
+def run_folder(summary_path, start_step):
+    """A new subfolder of ``summary_path`` for this run's events: a run that
+    starts again at step 0 never draws over an earlier one in TensorBoard."""
+    name = '%s_from_step_%d' % (time.strftime('%Y%m%d-%H%M%S'), start_step)
+    folder, number = os.path.join(summary_path, name), 1
+    while os.path.exists(folder):
+        folder, number = os.path.join(summary_path, '%s-%d' % (name, number)), number + 1
+    return folder
+
+
 def train_graph_and_loop(args, dp, device_config, data, eval_sets, plan):
     """Builds the graph, runs the session loop; returns the TrainingLoop."""
     from_reference = plan.checkpoint and model_config.reference_iteration(plan.checkpoint) \
@@ -362,7 +387,8 @@ def train_graph_and_loop(args, dp, device_config, data, eval_sets, plan):
             args.synthetic_input, shard=(dp.num_workers, dp.cluster.worker_index))
         ops = train_graph.build_training_graph(dp, device_config, dataset, network,
                                                train_graph.loss_spec(args),
-                                               train_graph.train_spec(args))
+                                               train_graph.train_spec(args),
+                                               histograms=args.histograms)
         restore = reference_restore(ops) if from_reference else None
     graph.finalize()
 
@@ -372,7 +398,11 @@ def train_graph_and_loop(args, dp, device_config, data, eval_sets, plan):
     loop = TrainingLoop(args, dp, ops, data, eval_sets, plan, run_settings(args, network))
     dp.session_config.log_device_placement = args.log_device_mapping
     with dp.session() as sess:
-        writer = tf.summary.FileWriter(args.summary_path, graph) if dp.is_chief else None
+        writer = None
+        if dp.is_chief:
+            writer = tf.summary.FileWriter(run_folder(args.summary_path, plan.start_step), graph)
+            print('TensorBoard events: %s' % writer.get_logdir())
+        loop.writer = writer
         start_session(sess, dp, ops, plan, restore)
         try:
             loop.run(sess, writer)

@@ -1,7 +1,8 @@
 """train_nets.py's cluster environment and output flags: each bad value is
 one ``[Error]`` line (exit status 2) before any graph is built, and nothing
 is created. In-process, as ci/tests/insightface/test_bad_input.py; one row
-also as a user runs it (a subprocess: stderr and the exit status).
+also as a user runs it (a subprocess: stderr and the exit status). And the
+worker launcher's --help.
 """
 import json
 import os
@@ -78,3 +79,17 @@ def test_a_bad_environment_is_one_line_and_exit_status_2(tmp_path):
         "[Error] RANK_SIZE: must be a positive integer (the number of Ascend cards), "
         "got 'abc'"]
     assert not os.path.exists(str(tmp_path / 'ckpt'))
+
+
+def test_the_worker_launcher_help_prints_its_usage():
+    # common/launch_workers.py starts train_nets.py workers (README "Multi-worker training").
+    launcher = os.path.join(os.path.dirname(model_dir(MODEL)), 'common', 'launch_workers.py')
+    done = subprocess.run([sys.executable, launcher, '--help'], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ''
+    assert done.stdout.startswith('usage: launch_workers.py --workers=h:p,h:p [--index=i,j] '
+                                  '[--log_dir=D] -- COMMAND ...\n')
+    assert '--index=0 \\\n        --log_dir=logs -- python3 InsightFace_TF/train_nets.py' \
+        in done.stdout
+    for flag in ('--workers WORKERS', '--index INDEX', '--log_dir LOG_DIR'):
+        assert flag in done.stdout

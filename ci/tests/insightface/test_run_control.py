@@ -21,6 +21,7 @@ from ci.bad_input import error_line
 from ci.insightface_reference import write_reference_checkpoint
 from ci.kill_resume import HAVE_INOTIFY, Training, state_step
 from ci.model_import import import_model_module, model_dir
+from ci.synthetic import insightface as synthetic
 
 MODEL = 'InsightFace_TF'
 train_nets = import_model_module(MODEL, 'train_nets')
@@ -127,6 +128,42 @@ def test_sigterm_and_sigint_save_and_the_same_command_resumes(stopped_run):
     assert 'Traceback' not in output + output2
 
 
+def check_events(out, summary_path, step, histograms):
+    """This run's TensorBoard folder (the one the log names, in
+    ``summary_path``): the training scalars, each variable's histogram under
+    its own name (``histograms``) and the verification scalars at ``step``."""
+    folder = re.search(r'^TensorBoard events: (.*)$', out, re.M).group(1)
+    assert os.path.dirname(folder) == str(summary_path)
+    tags = {}
+    for name in os.listdir(folder):
+        for event in tf.train.summary_iterator(os.path.join(folder, name)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, {})[event.step] = value
+    assert 'total_loss' in tags and 'learning_rate' in tags
+    weights = 'resnet_v1_50/conv1/W_conv2d'
+    assert (weights in tags) == histograms
+    assert not [tag for tag in tags if tag.endswith('_1')]
+    accuracy = re.search(r'^test accuracy is: (\S+)$', out, re.M).group(1)
+    assert tags['verification/lfw/accuracy'][step].simple_value == pytest.approx(
+        float(accuracy))
+    val = re.search(r'^\[lfw\]\[%d\]VAL@FAR=1e-3: (\S+)\+-' % step, out, re.M).group(1)
+    assert tags['verification/lfw/val_at_far_1e-3'][step].simple_value == pytest.approx(
+        float(val), abs=1e-5)
+    return folder
+
+
+def check_best_accuracy_block(out, log_folder, ckpt, step):
+    """The validation history ends with the reference's best-accuracy block."""
+    best = str(ckpt / ('InsightFace_iter_best_%d.ckpt' % step))
+    accuracy = re.search(r'^best accuracy is (\S+), saved (.*)$', out, re.M)
+    assert accuracy.group(2) == best
+    logs = sorted(log_folder.glob('train_*.log'), key=lambda p: p.stat().st_mtime)
+    lines = logs[-1].read_text().splitlines()
+    assert lines[-3] == '######Best Accuracy######'
+    assert float(lines[-2]) == pytest.approx(float(accuracy.group(1)), abs=1e-5)
+    assert lines[-1] == best
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_INOTIFY, reason='Linux only (ci/kill_resume.py)')
 def test_a_reference_checkpoint_resumes_at_its_iteration_and_completed_runs(
@@ -140,9 +177,14 @@ def test_a_reference_checkpoint_resumes_at_its_iteration_and_completed_runs(
     assert reader.get_tensor('global_step') == 2 * iteration
 
     done = '--max_steps=%d' % (iteration + 1)
+    synthetic.make_bin(str(tmp_path / 'lfw.bin'), num_classes=3, num_pairs=10)
+    evaluate = ['--eval_datasets=lfw', '--eval_db_path=%s' % tmp_path, '--summary_interval=1']
     with tf.Graph().as_default():
-        assert train_nets.main(argv(ckpt, done)) == 0
+        assert train_nets.main(argv(ckpt, done, *evaluate)) == 0
     out = capsys.readouterr().out
+    resumed_events = check_events(out, tmp_path / 'summary', iteration + 1, histograms=True)
+    assert os.path.basename(resumed_events).endswith('_from_step_%d' % iteration)
+    check_best_accuracy_block(out, tmp_path / 'logs', ckpt, iteration + 1)
     assert ('%s: a checkpoint of the reference (int32 global_step %d, two per iteration): '
             'iteration %d' % (prefix, 2 * iteration, iteration)) in out
     assert 'Resuming from %s at step %d' % (prefix, iteration) in out
@@ -161,8 +203,13 @@ def test_a_reference_checkpoint_resumes_at_its_iteration_and_completed_runs(
         '[Error] %s: training is already complete (step %d of %d); raise --max_steps/--epoch '
         'or use another --ckpt_path' % (saved, iteration + 1, iteration + 1))
     with tf.Graph().as_default():
-        assert train_nets.main(argv(ckpt, '--max_steps=1', '--restart_completed=true')) == 0
+        assert train_nets.main(argv(ckpt, '--max_steps=1', '--restart_completed=true',
+                                    '--histograms=false', *evaluate)) == 0
     out = capsys.readouterr().out
+    new_events = check_events(out, tmp_path / 'summary', 1, histograms=False)
+    assert os.path.basename(new_events).endswith('_from_step_0')
+    assert sorted(os.listdir(str(tmp_path / 'summary'))) == sorted(
+        [os.path.basename(resumed_events), os.path.basename(new_events)])
     moved = re.search(r'^Training in %s was complete \(step %d of 1\): moved it to (\S+); '
                       r'starting a new run$' % (re.escape(str(ckpt)), iteration + 1), out, re.M)
     assert moved, out
