@@ -347,12 +347,12 @@ def train(args, dp, device_config):
     data = plan_data(args, dp)
     if not args.synthetic_input:
         check_labels(args, data)
+    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
     plan = plan_run(args.ckpt_path, data.total_steps, '--max_steps/--epoch',
                     needs_fps=bool(args.result_json), read_step=start_step,
                     restart_completed=args.restart_completed)
     # Only the chief writes --ckpt_path (the workers of one machine may share it).
     with hold_checkpoint_folder(args.ckpt_path) if dp.is_chief else contextlib.nullcontext():
-        eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
         loop = train_graph_and_loop(args, dp, device_config, data, eval_sets, plan)
     print_run_footprint(loop.meter)
     if args.result_json and dp.is_chief:
