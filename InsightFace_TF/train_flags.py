@@ -96,10 +96,10 @@ def add_output_flags(parser):
     parser.add_argument('--best_maxkeep', type=int, default=BEST_MAXKEEP,
                         help='InsightFace_iter_best_<step> checkpoints kept (a rotation of '
                              'their own)')
-    parser.add_argument('--best_accuracy_threshold', type=float, default=0.0,
+    parser.add_argument('--best_accuracy_threshold', type=float, default=None,
                         help='a validation saves a best checkpoint when its accuracy is above '
-                             'this and above every earlier one (the reference: %g)'
-                             % REFERENCE_BEST_ACCURACY)
+                             'this and above every earlier one (default: none, every '
+                             'improvement; the reference: %g)' % REFERENCE_BEST_ACCURACY)
     parser.add_argument('--restart_completed', type=str2bool, default=False,
                         help='true: a --ckpt_path whose training is complete is renamed '
                              '<folder>.<date> and a new run starts (test/train_full_1p.sh '
@@ -160,7 +160,7 @@ def check_flags(args):
         raise InputError(None, '--keep_prob must be in (0, 1], got %g' % args.keep_prob)
     if not args.weight_deacy >= 0:
         raise InputError(None, '--weight_deacy must not be negative')
-    if not 0 <= args.best_accuracy_threshold < 1:
+    if args.best_accuracy_threshold is not None and not 0 <= args.best_accuracy_threshold < 1:
         raise InputError(None, '--best_accuracy_threshold must be in [0, 1), got %g'
                          % args.best_accuracy_threshold)
     if sorted(args.lr_steps) != args.lr_steps or min(args.lr_steps or [1]) < 1:

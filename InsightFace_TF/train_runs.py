@@ -252,8 +252,9 @@ class TrainingLoop(object):
         self.writer.flush()
 
     def is_best(self, accuracy):
-        """Above --best_accuracy_threshold and every earlier validation's."""
-        return accuracy > self.args.best_accuracy_threshold and (
+        """Above --best_accuracy_threshold (if given) and every earlier validation's."""
+        threshold = self.args.best_accuracy_threshold
+        return (threshold is None or accuracy > threshold) and (
             self.best_accuracy is None or accuracy > self.best_accuracy)
 
     def validate(self, sess, step):

@@ -38,6 +38,10 @@ ROWS = [
     ('--num_output 1000000000', {}, ['--num_output=1000000000'],
      '[Error] --num_output=1000000000 needs a 512 x 1000000000 class-weight matrix: about '
      '5722 GiB with its momentum and gradient, more than the 64 GiB accepted'),
+    ('--best_accuracy_threshold 1', {}, ['--best_accuracy_threshold=1'],
+     '[Error] --best_accuracy_threshold must be in [0, 1), got 1'),
+    ('--best_maxkeep 0', {}, ['--best_maxkeep=0'],
+     '[Error] --best_maxkeep must be at least 1, got 0'),
     ('--ckpt_path empty', {}, ['--ckpt_path='], '[Error] --ckpt_path: is empty; give a folder'),
     ('--summary_path empty', {}, ['--summary_path='],
      '[Error] --summary_path: is empty; give a folder'),
