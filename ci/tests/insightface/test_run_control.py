@@ -165,6 +165,7 @@ def check_best_accuracy_block(out, log_folder, ckpt, step):
 
 
 @pytest.mark.slow
+@pytest.mark.tf115
 @pytest.mark.skipif(not HAVE_INOTIFY, reason='Linux only (ci/kill_resume.py)')
 def test_a_reference_checkpoint_resumes_at_its_iteration_and_completed_runs(
         stopped_run, tmp_path, capsys):
