@@ -149,11 +149,29 @@ def run_config_for_export(model_path):
 
 
 def checkpoint_step(checkpoint):
-    """The global step of ``checkpoint`` (a prefix), or None if it has none."""
+    """The iteration of ``checkpoint`` (a prefix), or None if it has no
+    global_step: the global_step, halved in a checkpoint of the reference
+    (see reference_iteration)."""
     try:
-        return int(tf.train.load_variable(checkpoint, 'global_step'))
-    except (tf.errors.OpError, ValueError):
+        iteration = reference_iteration(checkpoint)
+        return int(tf.train.load_variable(checkpoint, 'global_step')) \
+            if iteration is None else iteration
+    except (tf.errors.OpError, ValueError, KeyError):
         return None
+
+
+def reference_iteration(checkpoint):
+    """The iteration of a checkpoint the reference wrote, else None.
+
+    The reference's ``global_step`` is an int32 variable that advances twice
+    per iteration (its optimizer and an ``assign_add``), so after N iterations
+    its checkpoint holds 2N; ours is the int64 of
+    ``tf.train.get_or_create_global_step`` and holds N.
+    """
+    reader = tf.train.load_checkpoint(checkpoint)
+    if reader.get_variable_to_dtype_map().get('global_step') != tf.int32:
+        return None
+    return int(reader.get_tensor('global_step')) // 2
 
 
 def decision_threshold(config, step=None):

@@ -25,10 +25,12 @@ LossSpec.__doc__ = """The margin head: 'arcface', 'cosface' or 'combined' over
 num_output identities; margin_s/margin_m None take the loss's defaults."""
 
 TrainSpec = collections.namedtuple(
-    'TrainSpec', 'batch_size lr_steps lr_values momentum weight_decay keep_prob saver_maxkeep')
+    'TrainSpec', 'batch_size lr_steps lr_values momentum weight_decay keep_prob saver_maxkeep '
+                 'best_maxkeep')
 TrainSpec.__doc__ = """batch_size: one worker's; lr_steps/lr_values: the reference's
 piecewise-constant schedule (see lr_boundaries); weight_decay: L2 scale;
-keep_prob: dropout of the embedding head; saver_maxkeep: checkpoints kept."""
+keep_prob: dropout of the embedding head; saver_maxkeep: checkpoints kept;
+best_maxkeep: best-accuracy checkpoints kept (a rotation of their own)."""
 
 TrainGraph = collections.namedtuple('TrainGraph', [
     'train_op', 'total_loss', 'metrics', 'learning_rate', 'global_step', 'eval_images',
@@ -46,7 +48,7 @@ def loss_spec(args):
 
 def train_spec(args):
     return TrainSpec(args.batch_size, args.lr_steps, args.lr_values, args.momentum,
-                     args.weight_deacy, args.keep_prob, args.saver_maxkeep)
+                     args.weight_deacy, args.keep_prob, args.saver_maxkeep, args.best_maxkeep)
 
 
 def lr_boundaries(lr_steps, batch_size):
@@ -92,17 +94,25 @@ def training_input(files, batch_size, image_size, buffer_size, num_output, synth
                                           shard=shard)
 
 
-def summaries(total_loss, learning_rate, metrics):
-    """The TensorBoard summaries: losses, rate, accuracy, weight histograms."""
+def summaries(total_loss, learning_rate, metrics, histograms=True):
+    """The TensorBoard summaries: losses, rate, accuracy and (``histograms``)
+    one histogram per trainable variable, tagged with its name.
+
+    tf.summary.histogram would tag them ``<variable>_1`` (its name scope is
+    taken by the variable's), so the op is made with the tag given."""
     ops = [tf.summary.scalar('total_loss', total_loss),
            tf.summary.scalar('learning_rate', learning_rate)]
     ops += [tf.summary.scalar(name, value) for name, value in metrics.items()]
-    ops += [tf.summary.histogram(v.op.name, v) for v in tf.trainable_variables()]
+    if histograms:
+        with tf.name_scope('histograms'):
+            ops += [tf.raw_ops.HistogramSummary(tag=v.op.name, values=v, name='histogram')
+                    for v in tf.trainable_variables()]
     return tf.summary.merge(ops)
 
 
-def build_training_graph(dp, device_config, dataset, network, loss, spec):
-    """The whole graph under ``dp`` (DataParallel) in the default graph."""
+def build_training_graph(dp, device_config, dataset, network, loss, spec, histograms=True):
+    """The whole graph under ``dp`` (DataParallel) in the default graph;
+    ``histograms``: weight histograms in ``summary_op``."""
     global_step = tf.train.get_or_create_global_step()
     inputs = tf.data.make_one_shot_iterator(dataset).get_next()
     learning_rate = tf.train.piecewise_constant(
@@ -115,9 +125,9 @@ def build_training_graph(dp, device_config, dataset, network, loss, spec):
         global_step)
     with tf.variable_scope(tf.get_variable_scope(), reuse=True):
         eval_images, embedding = inference.build_embedding_graph(network)
-    summary_op = summaries(total_loss, learning_rate, metrics)
+    summary_op = summaries(total_loss, learning_rate, metrics, histograms)
     saver = tf.train.Saver(max_to_keep=spec.saver_maxkeep, save_relative_paths=True)
-    best_saver = tf.train.Saver(max_to_keep=spec.saver_maxkeep, save_relative_paths=True)
+    best_saver = tf.train.Saver(max_to_keep=spec.best_maxkeep, save_relative_paths=True)
     init_op = tf.global_variables_initializer()
     parameters = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
     return TrainGraph(train_op, total_loss, metrics, learning_rate, global_step, eval_images,

@@ -1,418 +1,68 @@
 """Trains LResNet-E-IR with ArcFace (or CosFace / combined margin) on TFRecords.
 
-    python3 train_nets.py --tfrecords_file_path=./datasets/tfrecords_webface \
-        --eval_db_path=./datasets/faces_ms1m_112x112 --eval_datasets=lfw \
+    python3 train_nets.py --tfrecords_file_path=./datasets/tfrecords_webface \\
+        --eval_db_path=./datasets/faces_ms1m_112x112 --eval_datasets=lfw \\
         --net_depth=100 --num_output=10572 --batch_size=32
 
-A later run with the same --ckpt_path continues from its newest checkpoint.
+A later run with the same --ckpt_path continues from its newest checkpoint
+(also one the reference wrote); SIGTERM or Ctrl-C saves one first.
 On several machines (TF_CONFIG) or Ascend cards (RANK_SIZE) the same command is
 data-parallel through common/distribute.py; train_nets_mgpu.py splits each
 batch across the devices of one machine.
 """
 from __future__ import print_function
 
-import argparse
-import collections
 import os
 import sys
-import time
 
-import tensorflow.compat.v1 as tf
+MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(MODEL_DIR))
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from common.distribute import DEFAULT_STEP_TIMEOUT_S, DataParallel  # noqa: E402
-from common.flags import float_list, int_list, name_list, str2bool  # noqa: E402
-from common import run_config  # noqa: E402
-from common.io_utils import InputError, TrainingError, run_main  # noqa: E402
-from common.modelzoo_summary import (  # noqa: E402
-    ThroughputMeter, print_run_footprint, write_run_result)
-from common.npu_config import add_device_flags, build_device_config  # noqa: E402
-from common.run_control import (  # noqa: E402
-    check_finite_loss, due, plan_run, preflight_outputs, restore_checkpoint, tf_reason)
-from common.synthetic_input import add_synthetic_input_flag  # noqa: E402
+from common.io_utils import run_main  # noqa: E402
+from common.quiet_tf import import_tensorflow  # noqa: E402
 
-import inference  # noqa: E402
-import model_config  # noqa: E402
-import train_graph  # noqa: E402
-import verification  # noqa: E402
-from data import eval_data_reader, train_dataset  # noqa: E402
-from losses import face_losses  # noqa: E402
+import train_flags  # noqa: E402
 
-LR_VALUES = (0.001, 0.0005, 0.0003, 0.0001)  # the reference's piecewise-constant rates
-BEST_CHECKPOINTS_FILE = 'best_checkpoint'  # index of the best-accuracy checkpoints
-REFERENCE_NUM_OUTPUT = 85164  # the reference's default --num_output (MS1M identities)
+
+def training_module():
+    """train_runs (TensorFlow): imported once the flags are parsed."""
+    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
+        sys.path.insert(0, MODEL_DIR)
+    import train_runs
+    return train_runs
 
 
 def build_parser(description=__doc__.split('\n')[0]):
-    """The reference flags (typed), plus ours; train_nets_mgpu.py adds its own."""
-    parser = argparse.ArgumentParser(description=description)
-    inference.add_network_flags(parser, default_depth=100)
-    parser.add_argument('--epoch', type=int, default=200, help='epochs to train')
-    parser.add_argument('--batch_size', type=int, default=32)
-    parser.add_argument('--lr_steps', type=int_list, default=[40000, 60000, 80000],
-                        help='learning-rate boundaries, as the reference (see README)')
-    parser.add_argument('--lr_values', type=float_list, default=list(LR_VALUES),
-                        help='learning rates before, between and after the --lr_steps')
-    parser.add_argument('--momentum', type=float, default=0.9)
-    parser.add_argument('--weight_deacy', '--weight_decay', dest='weight_deacy', type=float,
-                        default=5e-4, help='L2 weight decay scale')
-    parser.add_argument('--eval_datasets', type=name_list, default=['lfw'],
-                        help='comma-separated .bin sets: lfw, cfp_ff, cfp_fp, agedb_30; '
-                             'empty for none')
-    parser.add_argument('--eval_db_path', default='./datasets/faces_ms1m_112x112',
-                        help='folder of the <name>.bin evaluation sets')
-    parser.add_argument('--num_output', type=int, default=None,
-                        help='number of identities (default: from class_counts.txt in '
-                             '--tfrecords_file_path, else %d as for MS1M; WebFace has 10572)'
-                             % REFERENCE_NUM_OUTPUT)
-    parser.add_argument('--tfrecords_file_path', default='./datasets/tfrecords_webface',
-                        help='folder of the training TFRecords')
-    parser.add_argument('--summary_path', default='./output/summary')
-    parser.add_argument('--ckpt_path', default='./output/ckpt')
-    parser.add_argument('--log_file_path', default='./output/logs',
-                        help='folder of the validation history log')
-    parser.add_argument('--saver_maxkeep', type=int, default=100)
-    parser.add_argument('--buffer_size', type=int, default=10000, help='shuffle buffer')
-    parser.add_argument('--log_device_mapping', type=str2bool, default=False)
-    parser.add_argument('--summary_interval', type=int, default=300)
-    parser.add_argument('--ckpt_interval', type=int, default=10000)
-    parser.add_argument('--validate_interval', type=int, default=2000)
-    parser.add_argument('--show_info_interval', type=int, default=20)
-    parser.add_argument('--loss_type', default='arcface',
-                        choices=sorted(face_losses.LOSS_DEFAULTS))
-    parser.add_argument('--margin_s', type=float, default=None,
-                        help='logit scale (default 64 arcface/combined, 30 cosface)')
-    parser.add_argument('--margin_m', type=float, default=None,
-                        help='margin (default 0.5 arcface, 0.4 cosface, 0.3 combined)')
-    parser.add_argument('--margin_a', type=float, default=1.0,
-                        help='combined: a in cos(a t + m) - b')
-    parser.add_argument('--margin_b', type=float, default=0.2, help='combined: b')
-    parser.add_argument('--keep_prob', type=float, default=0.4,
-                        help='dropout keep probability of the embedding head in training')
-    parser.add_argument('--max_steps', type=int, default=0,
-                        help='stop when the global step reaches this (0: --epoch epochs)')
-    add_synthetic_input_flag(parser)
-    parser.add_argument('--result_json', default='',
-                        help='write FPS, accuracy and losses here (ModelZoo summary)')
-    parser.add_argument('--step_timeout_s', type=float, default=DEFAULT_STEP_TIMEOUT_S,
-                        help='several workers: a step that takes longer (a lost worker) '
-                             'stops the run with an error')
-    add_device_flags(parser)
-    return parser
-
-
-def default_num_output(args):
-    """(--num_output, where from) when it is not given: the classes of
-    class_counts.txt beside the TFRecords (the converters write it), else
-    the reference's 85164."""
-    counts = None if args.synthetic_input else \
-        train_dataset.read_class_counts(args.tfrecords_file_path)
-    if counts is None:
-        return REFERENCE_NUM_OUTPUT, None
-    return max(counts) + 1, '%s (labels %d..%d)' % (
-        os.path.join(args.tfrecords_file_path, train_dataset.CLASS_COUNTS_NAME),
-        min(counts), max(counts))
-
-
-def check_labels(args, data):
-    """Every label must be in 0..--num_output-1, checked before any graph is
-    built: a CPU stops at the first bad batch, a GPU does not check labels at
-    all and trains on NaN."""
-    labels = train_dataset.label_range(args.tfrecords_file_path, data.files,
-                                       data.images_in_files)
-    if labels.lowest < 0:
-        raise InputError(args.tfrecords_file_path, 'holds a negative label (%d; %s)'
-                         % (labels.lowest, labels.source))
-    if labels.highest >= args.num_output:
-        hint = ' (or leave it out: %s gives it)' % labels.source \
-            if labels.source == train_dataset.CLASS_COUNTS_NAME else ''
-        raise InputError(args.tfrecords_file_path, 'holds labels up to %d (%s), which '
-                         '--num_output=%d does not cover; pass --num_output=%d%s'
-                         % (labels.highest, labels.source, args.num_output,
-                            labels.highest + 1, hint))
-    print('labels %d..%d (%s) fit --num_output=%d'
-          % (labels.lowest, labels.highest, labels.source, args.num_output))
-    if labels.highest + 1 < args.num_output:
-        print('[Warning] --num_output=%d but the labels stop at %d: %d classes have no images'
-              % (args.num_output, labels.highest, args.num_output - labels.highest - 1))
+    """The flags (train_flags.py); train_nets_mgpu.py adds its own."""
+    return train_flags.build_parser(description)
 
 
 def check_args(args):
-    args.num_output_from = None
-    if args.num_output is None:
-        args.num_output, args.num_output_from = default_num_output(args)
-    for flag in ('epoch', 'batch_size', 'num_output', 'saver_maxkeep', 'buffer_size',
-                 'summary_interval', 'ckpt_interval', 'validate_interval',
-                 'show_info_interval'):
-        if getattr(args, flag) < 1:
-            raise InputError(None, '--%s must be at least 1, got %d' % (flag, getattr(args, flag)))
-    if args.max_steps < 0:
-        raise InputError(None, '--max_steps must not be negative')
-    if not args.step_timeout_s > 0:
-        raise InputError(None, '--step_timeout_s must be positive')
-    inference.check_network_flags(args)
-    if not 0 < args.keep_prob <= 1:
-        raise InputError(None, '--keep_prob must be in (0, 1], got %g' % args.keep_prob)
-    if not args.weight_deacy >= 0:
-        raise InputError(None, '--weight_deacy must not be negative')
-    if sorted(args.lr_steps) != args.lr_steps or min(args.lr_steps or [1]) < 1:
-        raise InputError(None, '--lr_steps must be increasing positive integers, got %s'
-                         % args.lr_steps)
-    if len(args.lr_values) != len(args.lr_steps) + 1 or min(args.lr_values) <= 0:
-        raise InputError(None, '--lr_values must be %d positive rates (one more than '
-                               '--lr_steps), got %s' % (len(args.lr_steps) + 1, args.lr_values))
-    return args
-
-
-def load_eval_sets(names, folder, image_size):
-    sets = []
-    for name in names:
-        path = os.path.join(folder, name + '.bin')
-        sets.append((name, eval_data_reader.load_bin(path, tuple(image_size))))
-        print('Loaded %s: %d pairs' % (path, len(sets[-1][1][1])))
-    return sets
-
-
-def step_error(error, step, tfrecords_path, num_output):
-    """The one-line error for a failed training step: InputError when the
-    input pipeline could not read the TFRecords or a label does not fit
-    --num_output, TrainingError otherwise."""
-    reason = tf_reason(error)
-    if 'IteratorGetNext' in error.message:
-        return InputError(tfrecords_path, 'the training data cannot be read at step %d '
-                          '(%s); check --image_size and the TFRecords (data/mx2tfrecords.py '
-                          'makes them)' % (step, reason))
-    if 'label value' in reason:
-        return InputError(tfrecords_path, 'holds labels that --num_output=%d does not '
-                          'cover (%s)' % (num_output, reason.split('.  ')[0]))
-    return TrainingError('step %d failed: %s' % (step, reason))
-
-
-def append_validation_history(path, history):
-    """The reference's log: the steps so far on one line, their accuracies on the next."""
-    with open(path, 'a') as f:
-        f.write('########' * 10 + '\n')
-        f.write(','.join(str(step) for step in history) + '\n')
-        f.write(','.join(str(acc) for acc in history.values()) + '\n')
-
-
-TrainData = collections.namedtuple(
-    'TrainData', 'files images_in_files images_per_step steps_per_epoch total_steps')
-
-
-def plan_data(args, dp):
-    """The TFRecord files, the epoch length and the step training ends at."""
-    if args.synthetic_input:
-        files, images_in_files = [], 0
-    else:
-        files = train_dataset.tfrecord_files(args.tfrecords_file_path)
-        images_in_files = sum(train_dataset.count_records(f) for f in files)
-    images_per_step = args.batch_size * dp.num_workers
-    if not args.synthetic_input and images_in_files < images_per_step:
-        raise InputError(args.tfrecords_file_path, 'holds %d images, fewer than one step '
-                         'needs (%d)' % (images_in_files, images_per_step))
-    steps_per_epoch = max(1, images_in_files // images_per_step)
-    total_steps = args.max_steps or args.epoch * steps_per_epoch
-    print('%d images in %d TFRecord file(s): %d steps per epoch of %d images; training '
-          'to step %d' % (images_in_files, len(files), steps_per_epoch, images_per_step,
-                          total_steps))
-    if dp.num_workers > 1:
-        print('Worker %d of %d: global batch of %d images, %d on each worker'
-              % (dp.cluster.worker_index, dp.num_workers, images_per_step, args.batch_size))
-    return TrainData(files, images_in_files, images_per_step, steps_per_epoch, total_steps)
-
-
-class TrainingLoop(object):
-    """The reference's loop: its log line every --show_info_interval steps,
-    summaries, checkpoints, verification with the best-accuracy checkpoints
-    and the validation history log."""
-
-    def __init__(self, args, dp, ops, data, eval_sets, plan, settings):
-        self.args, self.dp, self.ops, self.data = args, dp, ops, data
-        self.eval_sets, self.plan = eval_sets, plan
-        # run_config.json is written with this run's first checkpoint or
-        # validation: a run that saves nothing leaves the folder as it was.
-        self.settings, self.run_config_written = settings, False
-        self.meter = ThroughputMeter(warmup=1)
-        self.logged_losses = []
-        self.history = {}
-        self.accuracy = self.last_values = None
-        # A resumed run's best checkpoint must beat the earlier runs' best.
-        self.best_accuracy = model_config.best_accuracy(
-            args.ckpt_path, [name for name, _ in eval_sets]) if dp.is_chief else None
-        self.last_saved = plan.checkpoint
-        self.saved_step = plan.start_step
-        self.interval_images, self.interval_seconds = 0, 0.0
-        self.log_file = os.path.join(args.log_file_path, 'train' + time.strftime(
-            '_%Y-%m-%d-%H-%M', time.localtime()) + '.log')
-        self.fetches = dict(ops.metrics, train=ops.train_op, total_loss=ops.total_loss)
-
-    def run(self, sess, writer):
-        for step in range(self.plan.start_step + 1, self.plan.stop_step + 1):
-            values = self.train_step(sess, step)
-            if due(step, self.args.show_info_interval, self.plan.stop_step):
-                self.log(step, values)
-            if writer is not None and 'summary' in values:
-                writer.add_summary(values['summary'], step)
-            if self.dp.is_chief and due(step, self.args.ckpt_interval, self.plan.stop_step):
-                self.last_saved = self.save(sess, self.ops.saver, 'InsightFace_iter', step)
-                self.saved_step = step
-                print('Saved checkpoint %s' % self.last_saved)
-                self.write_run_config()
-            if self.eval_sets and due(step, self.args.validate_interval, self.plan.stop_step):
-                self.validate(sess, step)
-
-    def train_step(self, sess, step):
-        fetches = dict(self.fetches, summary=self.ops.summary_op) \
-            if step % self.args.summary_interval == 0 else self.fetches
-        self.meter.start()
-        try:
-            values = self.dp.run(sess, fetches)
-        except tf.errors.OpError as e:
-            raise step_error(e, step, self.args.tfrecords_file_path, self.args.num_output)
-        seconds = self.meter.stop(self.data.images_per_step)
-        check_finite_loss(values['total_loss'], step, self.args.ckpt_path, self.last_saved)
-        if step > self.plan.start_step + 1:  # the run's first step compiles the graph
-            self.interval_images += self.data.images_per_step
-            self.interval_seconds += seconds
-        self.last_values = values
-        return values
-
-    def log(self, step, values):
-        rate = self.interval_images / self.interval_seconds if self.interval_seconds else 0.0
-        print('epoch %d, total_step %d, total loss is %.2f , inference loss is %.2f, '
-              'weight deacy loss is %.2f, training accuracy is %.6f, time %.3f '
-              'samples/sec' % ((step - 1) // self.data.steps_per_epoch, step,
-                               values['total_loss'], values['inference_loss'],
-                               values['wd_loss'], values['accuracy'], rate))
-        sys.stdout.flush()
-        self.logged_losses.append(float(values['total_loss']))
-        self.interval_images, self.interval_seconds = 0, 0.0
-
-    def write_run_config(self):
-        if not self.run_config_written:
-            path = run_config.start_run_config(self.args.ckpt_path, self.settings)
-            print('Run config: %s' % path)
-            self.run_config_written = True
-
-    def save(self, sess, saver, prefix, step, latest_filename=None):
-        path = os.path.join(self.args.ckpt_path, '%s_%d.ckpt' % (prefix, step))
-        return saver.save(sess, path, latest_filename=latest_filename)
-
-    def validate(self, sess, step):
-        # Every worker evaluates: the embedding graph reads this worker's copy
-        # of the weights (no collective ops), and the workers reach the next
-        # training step together, so none waits out --step_timeout_s while
-        # the chief alone evaluates.
-        names = [name for name, _ in self.eval_sets]
-        results = verification.verify(
-            [data for _, data in self.eval_sets], names, step, sess, self.ops.embedding,
-            self.args.batch_size, {}, self.ops.eval_images,
-            roc_dir=self.args.log_file_path if self.dp.is_chief else None)
-        accuracies = [result.acc2 for result in results]
-        self.accuracy = accuracies[0]
-        print('test accuracy is: %s' % self.accuracy)
-        if not self.dp.is_chief:
-            return
-        self.history[step] = self.accuracy
-        append_validation_history(self.log_file, self.history)
-        best = None
-        if self.best_accuracy is None or max(accuracies) > self.best_accuracy:
-            self.best_accuracy = max(accuracies)
-            best = self.save(sess, self.ops.best_saver, 'InsightFace_iter_best', step,
-                             BEST_CHECKPOINTS_FILE)
-            print('best accuracy is %.5f, saved %s' % (self.best_accuracy, best))
-        checkpoint = self.last_saved if self.saved_step == step else None
-        self.write_run_config()
-        model_config.record_validation(self.args.ckpt_path, step, names, results,
-                                       checkpoint and os.path.basename(checkpoint),
-                                       best and os.path.basename(best))
-
-
-def start_session(sess, dp, ops, plan):
-    """Restores the checkpoint or initialises every worker alike."""
-    if plan.checkpoint:
-        restore_checkpoint(sess, ops.saver, plan.checkpoint,
-                           'check --net_name/--net_depth/--unit_type/--num_output/'
-                           '--image_size or use another --ckpt_path')
-        print('Resuming from %s at step %d' % (plan.checkpoint, plan.start_step))
-    else:
-        # tf.distribute: the initialisers copy worker 0's values to every
-        # worker (collective broadcast), so they run bounded as a step.
-        dp.run(sess, ops.init_op)
-    dp.broadcast(sess)
-
-
-def run_settings(args, network):
-    """What run_config.json says of this run's model (see model_config.py)."""
-    return model_config.training_settings(
-        network, train_graph.loss_spec(args), train_graph.train_spec(args),
-        {'tfrecords_file_path': args.tfrecords_file_path, 'eval_db_path': args.eval_db_path,
-         'eval_datasets': args.eval_datasets, 'synthetic_input': bool(args.synthetic_input)})
-
-
-def train(args, dp, device_config):
-    """Everything after the flags: plan -> graph -> session loop -> summary."""
-    if getattr(args, 'num_output_from', None):
-        print('--num_output=%d from %s' % (args.num_output, args.num_output_from))
-    data = plan_data(args, dp)
-    if not args.synthetic_input:
-        check_labels(args, data)
-    eval_sets = load_eval_sets(args.eval_datasets, args.eval_db_path, args.image_size)
-    plan = plan_run(args.ckpt_path, data.total_steps, '--max_steps/--epoch',
-                    needs_fps=bool(args.result_json))
-
-    graph = tf.get_default_graph()
-    network = inference.network_spec(args)
-    with dp.scope():
-        dataset = train_graph.training_input(
-            data.files, args.batch_size, args.image_size, args.buffer_size, args.num_output,
-            args.synthetic_input, shard=(dp.num_workers, dp.cluster.worker_index))
-        ops = train_graph.build_training_graph(dp, device_config, dataset, network,
-                                               train_graph.loss_spec(args),
-                                               train_graph.train_spec(args))
-    graph.finalize()
-
-    print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
-          % (args.net_name, args.net_depth, args.unit_type, args.loss_type, ops.parameters,
-             args.num_output))
-    loop = TrainingLoop(args, dp, ops, data, eval_sets, plan, run_settings(args, network))
-    dp.session_config.log_device_placement = args.log_device_mapping
-    with dp.session() as sess:
-        writer = tf.summary.FileWriter(args.summary_path, graph) if dp.is_chief else None
-        start_session(sess, dp, ops, plan)
-        loop.run(sess, writer)
-        if writer is not None:
-            writer.close()
-
-    print_run_footprint(loop.meter)
-    if args.result_json and dp.is_chief:
-        accuracy = loop.accuracy
-        if accuracy is None:
-            accuracy = float(loop.last_values['accuracy'])
-            print('No evaluation set: the reported accuracy is the last training batch\'s')
-        write_run_result(args.result_json, loop.meter.fps, accuracy, loop.logged_losses,
-                         meter=loop.meter)
-    return 0
+    """Every check of the flags, --num_output from the data (imports TensorFlow)."""
+    import_tensorflow(args.verbose)
+    return training_module().check_args(args)
 
 
 def prepare_output_folders(args):
-    """Checks every output location, then makes the folders."""
-    folders = [('--ckpt_path', args.ckpt_path), ('--summary_path', args.summary_path),
-               ('--log_file_path', args.log_file_path)]
-    preflight_outputs(folders=folders, files=[('--result_json', args.result_json)])
-    for _, folder in folders:
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
+    training_module().prepare_output_folders(args)
+
+
+def train(args, dp, device_config):
+    return training_module().train(args, dp, device_config)
 
 
 def main(argv=None):
-    args = check_args(build_parser().parse_args(argv))
+    args = train_flags.check_flags(build_parser().parse_args(argv))
+    tf = import_tensorflow(args.verbose)
+    train_runs = training_module()
+    from common.distribute import DataParallel
+    from common.npu_config import build_device_config
+    args = train_runs.check_args(args)
     tf.disable_v2_behavior()
     device_config = build_device_config(args.device, args.precision_mode)
     dp = DataParallel(device_config, step_timeout_s=args.step_timeout_s)
-    prepare_output_folders(args)
-    return train(args, dp, device_config)
+    train_runs.prepare_output_folders(args)
+    return train_runs.train(args, dp, device_config)
 
 
 if __name__ == '__main__':

@@ -37,9 +37,8 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from common.flags import DEFAULT_STEP_TIMEOUT_S
 from common.io_utils import InputError, TrainingError
-
-DEFAULT_STEP_TIMEOUT_S = 600
 
 Cluster = collections.namedtuple('Cluster', ['engine', 'num_workers', 'worker_index'])
 Cluster.__doc__ = """engine: 'single', 'tf_config' or 'hccl'."""
@@ -69,6 +68,10 @@ def _cluster_from_tf_config(text):
     except (ValueError, KeyError, TypeError) as e:
         raise InputError('TF_CONFIG', 'not a tf.distribute cluster description '
                          '({"cluster": {"worker": [...]}, "task": {...}}): %s' % e)
+    if not isinstance(workers, list) or not workers or not all(
+            isinstance(w, str) and w.rpartition(':')[2].isdigit() for w in workers):
+        raise InputError('TF_CONFIG', '"worker" must be a list of "host:port" strings, '
+                         'got %s' % json.dumps(workers))
     if set(config['cluster']) - {'worker'}:
         raise InputError('TF_CONFIG', 'only "worker" jobs are supported (worker 0 is '
                          'the chief), got %s' % sorted(config['cluster']))
@@ -83,6 +86,12 @@ def _cluster_from_tf_config(text):
 def _cluster_from_rank_env(environ):
     try:
         size = int(environ['RANK_SIZE'])
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise InputError('RANK_SIZE', 'must be a positive integer (the number of Ascend '
+                         'cards), got %r' % environ['RANK_SIZE'])
+    try:
         rank = int(environ.get('RANK_ID', ''))
     except ValueError:
         raise InputError('RANK_ID', 'RANK_SIZE=%s needs an integer RANK_ID, got %r'

@@ -47,6 +47,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + ' (default: %(default)s)'
 
 
+# Several workers: a step that takes longer than this stops the run (a lost worker).
+DEFAULT_STEP_TIMEOUT_S = 600
+
 DEVICES = ('auto', 'npu', 'gpu', 'cpu')
 PRECISION_MODES = ('allow_mix_precision', 'allow_fp32_to_fp16', 'force_fp16',
                    'must_keep_origin_dtype', 'force_fp32')

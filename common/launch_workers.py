@@ -1,4 +1,4 @@
-"""Starts tf.distribute workers of one training command on CPU/GPU hosts.
+r"""Starts tf.distribute workers of one training command on CPU/GPU hosts.
 
     python3 common/launch_workers.py --workers=hostA:2222,hostB:2222 --index=0 \
         --log_dir=logs -- python3 InsightFace_TF/train_nets.py --batch_size=32 ...
@@ -74,17 +74,29 @@ def launch(workers, indices, command, log_dir):
     return status
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if '--' not in argv:
-        raise InputError(None, 'usage: launch_workers.py --workers=h:p,h:p [--index=i,j] '
-                               '[--log_dir=D] -- COMMAND ...')
-    split = argv.index('--')
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+USAGE = 'launch_workers.py --workers=h:p,h:p [--index=i,j] [--log_dir=D] -- COMMAND ...'
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(usage=USAGE, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--workers', required=True, help='comma-separated host:port list')
     parser.add_argument('--index', default=None,
                         help='comma-separated worker indices to start here (default: all)')
-    parser.add_argument('--log_dir', default='worker_logs')
+    parser.add_argument('--log_dir', default='worker_logs',
+                        help='folder of the worker_<i>.log files (default: worker_logs)')
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    split = argv.index('--') if '--' in argv else len(argv)
+    if {'-h', '--help'} & set(argv[:split]):
+        parser.print_help()
+        return 0
+    if '--' not in argv:
+        raise InputError(None, 'usage: %s' % USAGE)
     args = parser.parse_args(argv[:split])
     command = argv[split + 1:]
     if not command:

@@ -13,5 +13,5 @@ modelzoo_train "$PYTHON" "$model_dir/train_nets.py" "${data_args[@]}" \
     --net_depth=100 --batch_size="$batch_size" --epoch="$train_epochs" \
     ${train_steps:+--max_steps="$train_steps"} \
     --precision_mode="$precision_mode" --device="$device" --ckpt_path="$ckpt_path" \
-    --result_json="$result_json" "${extra_args[@]}"
+    --restart_completed=True --result_json="$result_json" "${extra_args[@]}"
 modelzoo_finish acc

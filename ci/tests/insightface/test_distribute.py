@@ -272,7 +272,9 @@ def test_only_the_chief_writes_and_every_worker_evaluates(two_workers):
              for name in ('ckpt', 'summary', 'logs')}
     assert 'InsightFace_iter_%d.ckpt.index' % STEPS in chief['ckpt']
     assert 'InsightFace_iter_best_%d.ckpt.index' % STEPS in chief['ckpt']
-    assert any(n.startswith('events.out.tfevents') for n in chief['summary'])
+    (run,) = chief['summary']   # one subfolder per run
+    assert any(n.startswith('events.out.tfevents')
+               for n in os.listdir(os.path.join(worker_folder(two_workers, 0, 'summary'), run)))
     assert 'roc_lfw.png' in chief['logs'] and len(chief['logs']) == 2   # + history
     for name in ('ckpt', 'summary', 'logs'):
         folder = worker_folder(two_workers, 1, name)
