@@ -95,13 +95,16 @@ def training_input(files, batch_size, image_size, buffer_size, num_output, synth
 
 
 def summaries(total_loss, learning_rate, metrics, histograms=True):
-    """The TensorBoard summaries: losses, rate, accuracy and (``histograms``)
+    """The TensorBoard summaries: losses, rate (also as the reference's
+    ``leraning_rate``), accuracy and (``histograms``)
     one histogram per trainable variable, tagged with its name.
 
     tf.summary.histogram would tag them ``<variable>_1`` (its name scope is
     taken by the variable's), so the op is made with the tag given."""
     ops = [tf.summary.scalar('total_loss', total_loss),
-           tf.summary.scalar('learning_rate', learning_rate)]
+           tf.summary.scalar('learning_rate', learning_rate),
+           # The reference's spelling, for users' TensorBoard layouts and scripts.
+           tf.summary.scalar('leraning_rate', learning_rate)]
     ops += [tf.summary.scalar(name, value) for name, value in metrics.items()]
     if histograms:
         with tf.name_scope('histograms'):

@@ -11,6 +11,7 @@ from __future__ import print_function
 
 import collections
 import contextlib
+import math
 import os
 import sys
 import time
@@ -190,6 +191,8 @@ class TrainingLoop(object):
                 if self.eval_sets and due(step, self.args.validate_interval,
                                           self.plan.stop_step):
                     self.validate(sess, step)
+                if step % self.data.steps_per_epoch == 0:
+                    print('End of epoch %d' % (step // self.data.steps_per_epoch - 1))
                 if stop.requested:
                     if self.dp.is_chief and self.saved_step != step:
                         self.checkpoint(sess, step)
@@ -269,15 +272,17 @@ class TrainingLoop(object):
             roc_dir=self.args.log_file_path if self.dp.is_chief else None)
         accuracies = [result.acc2 for result in results]
         self.accuracy = accuracies[0]
-        print('test accuracy is: %s' % self.accuracy)
+        print('test accuracy is: ', str(self.accuracy))   # the reference's two spaces
         if not self.dp.is_chief:
             return
         self.verification_scalars(step, names, results)
         self.history[step] = self.accuracy
         append_validation_history(self.log_file, self.history)
         best = None
-        if self.is_best(max(accuracies)):
-            self.best_accuracy = max(accuracies)
+        # A set whose embeddings were not finite has NaN accuracy: it never wins.
+        finite = [a for a in accuracies if math.isfinite(a)]
+        if finite and self.is_best(max(finite)):
+            self.best_accuracy = max(finite)
             best = self.save(sess, self.ops.best_saver, 'InsightFace_iter_best', step,
                              BEST_CHECKPOINTS_FILE)
             print('best accuracy is %.5f, saved %s' % (self.best_accuracy, best))

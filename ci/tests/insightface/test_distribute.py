@@ -292,7 +292,7 @@ def test_only_the_chief_writes_and_every_worker_evaluates(two_workers):
     for index, log in enumerate(logs):
         assert ('Worker %d of 2: global batch of %d images, %d on each worker'
                 % (index, WORKERS * BATCH, BATCH)) in log
-        assert 'test accuracy is: %s' % result['accuracy'] in log
+        assert 'test accuracy is:  %s' % result['accuracy'] in log
         assert ('Saved checkpoint' in log) == (index == 0)
     accuracy_lines = [[line for line in log.splitlines() if line.startswith('[lfw]')]
                       for log in logs]

@@ -65,7 +65,7 @@ def test_photos_to_accuracy(walkthrough):
     losses = [float(v) for v in re.findall(r'total loss is ([\d.]+)', train)]
     assert losses and np.all(np.isfinite(losses))
     accuracy = float(re.search(r'\[my_pairs\]\[4\]Accuracy-Flip: ([\d.]+)\+-', train).group(1))
-    logged = float(re.search(r'^test accuracy is: ([\d.e-]+)$', train, re.M).group(1))
+    logged = float(re.search(r'^test accuracy is:  ([\d.e-]+)$', train, re.M).group(1))
     assert abs(logged - accuracy) < 1e-5 and 0.0 <= accuracy <= 1.0
     # The saved checkpoint has the 10 classes of class_counts.txt.
     reader = tf.train.load_checkpoint('%s/my_data/ckpt/InsightFace_iter_4.ckpt' % home)

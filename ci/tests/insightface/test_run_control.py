@@ -140,10 +140,13 @@ def check_events(out, summary_path, step, histograms):
             for value in event.summary.value:
                 tags.setdefault(value.tag, {})[event.step] = value
     assert 'total_loss' in tags and 'learning_rate' in tags
+    # The reference's misspelt tag, kept beside the correct one, with the same values.
+    assert {s: v.simple_value for s, v in tags['leraning_rate'].items()} == {
+        s: v.simple_value for s, v in tags['learning_rate'].items()}
     weights = 'resnet_v1_50/conv1/W_conv2d'
     assert (weights in tags) == histograms
     assert not [tag for tag in tags if tag.endswith('_1')]
-    accuracy = re.search(r'^test accuracy is: (\S+)$', out, re.M).group(1)
+    accuracy = re.search(r'^test accuracy is:  (\S+)$', out, re.M).group(1)
     assert tags['verification/lfw/accuracy'][step].simple_value == pytest.approx(
         float(accuracy))
     val = re.search(r'^\[lfw\]\[%d\]VAL@FAR=1e-3: (\S+)\+-' % step, out, re.M).group(1)

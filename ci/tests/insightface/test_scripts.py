@@ -93,6 +93,8 @@ def test_full_run_logs_the_reference_lines_and_learns(full_run):
     assert max(accuracies[-4:]) >= 0.25 > accuracies[0], accuracies
     for line in lines[1:]:
         assert float(line[6]) > 0  # samples/sec averaged over the interval
+    assert re.findall(r'^End of epoch (\d+)$', proc.stdout, re.M) == ['0']   # at step 9
+    assert re.search(r'^test accuracy is:  0\.\d+$', proc.stdout, re.M)   # print('...: ', acc)
 
 
 def test_full_run_validates_saves_and_keeps_the_history(full_run, workspace):
