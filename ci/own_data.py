@@ -64,7 +64,8 @@ def make_photos(home):
 def run_walkthrough(home, python=sys.executable, echo=False):
     """[(command, CompletedProcess)] of the README's commands, in order; stops
     after the first that fails."""
-    env = dict(os.environ, HOME=home, TF_CPP_MIN_LOG_LEVEL='2')
+    env = dict(os.environ, HOME=home)
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)   # as quiet as a user's shell, without it
     folder = REPO_ROOT
     results = []
     for command in readme_commands():

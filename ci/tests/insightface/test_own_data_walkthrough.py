@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ci import own_data
+from ci.tf_log_lines import tensorflow_log_lines
 
 pytest.importorskip('mtcnn')
 pytest.importorskip('skimage')
@@ -24,6 +25,8 @@ def walkthrough(tmp_path_factory):
     results = own_data.run_walkthrough(home)
     for command, done in results:
         assert done.returncode == 0, '%s\n%s\n%s' % (command, done.stdout, done.stderr)
+        # run_walkthrough leaves TF_CPP_MIN_LOG_LEVEL out, as a user's shell does.
+        assert tensorflow_log_lines(done.stdout + done.stderr) == [], command
     return home, [done.stdout for _, done in results]
 
 
