@@ -10,6 +10,7 @@ checkpoint is saved and one ``[Stopped]`` line says where.
 from __future__ import print_function
 
 import collections
+import contextlib
 import os
 import sys
 
@@ -76,36 +77,49 @@ def distances(sess, run):
     return features, centers, intra, inter
 
 
-def train_full(args):
-    """gitloss.py: train, evaluate every --update_centers steps, test at the end."""
-    run = prepare(args, 'gitloss')
-    plan, graph = run.plan, run.graph
+TrainingSession = collections.namedtuple('TrainingSession',
+                                         'run sess rows progress summaries')
+
+
+@contextlib.contextmanager
+def training_session(args, name):
+    """The run of ``name`` (gitloss, gitloss_perf) planned and its checkpoint
+    folder locked, a session restored or initialised, its results rows,
+    progress and TensorBoard writer (closed at the end)."""
+    run = prepare(args, name)
+    plan = run.plan
     with hold_checkpoint_folder(args.ckpt_path), \
             tf.Session(graph=run.tf_graph, config=run.device_config.session_config) as sess:
-        start_training(sess, graph, run.saver, run.splits, plan, args.ckpt_path)
-        rows = read_results_rows(run.results_path, plan.start_step)
-        progress = TrainingProgress(args.batch_size, plan.start_step, plan.stop_step)
+        start_training(sess, run.graph, run.saver, run.splits, plan, args.ckpt_path)
         summaries = RunSummaries(run.summary_path, plan.start_step)
-        logged, valid_acc = [], None
         try:
-            with StopOnSignal() as stop:
-                for step in range(plan.start_step + 1, plan.stop_step + 1):
-                    train_loss, train_acc = progress.train_step(sess, graph)
-                    check_finite_loss(train_loss, step, args.ckpt_path)
-                    if due(step, args.summary_steps, plan.stop_step):
-                        summaries.training(step, progress.terms, train_loss, train_acc)
-                    checkpoint = None
-                    if due(step, args.update_centers, plan.stop_step):
-                        valid_acc, checkpoint = evaluate_and_log(
-                            sess, run, step, (train_loss, train_acc), progress, rows,
-                            summaries)
-                        logged.append(train_loss)
-                    if stop.requested:
-                        checkpoint = checkpoint or save_checkpoint(sess, run.saver,
-                                                                   args.ckpt_path, step)
-                        raise stop.stopped(step, checkpoint)
+            yield TrainingSession(run, sess, read_results_rows(run.results_path, plan.start_step),
+                                  TrainingProgress(args.batch_size, plan.start_step,
+                                                   plan.stop_step), summaries)
         finally:
             summaries.close()
+
+
+def train_full(args):
+    """gitloss.py: train, evaluate every --update_centers steps, test at the end."""
+    with training_session(args, 'gitloss') as (run, sess, rows, progress, summaries):
+        plan, graph = run.plan, run.graph
+        logged, valid_acc = [], None
+        with StopOnSignal() as stop:
+            for step in range(plan.start_step + 1, plan.stop_step + 1):
+                train_loss, train_acc = progress.train_step(sess, graph)
+                check_finite_loss(train_loss, step, args.ckpt_path)
+                if due(step, args.summary_steps, plan.stop_step):
+                    summaries.training(step, progress.terms, train_loss, train_acc)
+                checkpoint = None
+                if due(step, args.update_centers, plan.stop_step):
+                    valid_acc, checkpoint = evaluate_and_log(
+                        sess, run, step, (train_loss, train_acc), progress, rows, summaries)
+                    logged.append(train_loss)
+                if stop.requested:
+                    checkpoint = checkpoint or save_checkpoint(sess, run.saver,
+                                                               args.ckpt_path, step)
+                    raise stop.stopped(step, checkpoint)
         test_loss, test_acc, _ = evaluate(sess, graph, run.splits.test_images,
                                           run.splits.test_labels)
         print('Test_Loss: {:.4f} , Test_Acc: {:.4f}'.format(test_loss, test_acc))
@@ -148,31 +162,22 @@ def evaluate_and_log(sess, run, step, train, progress, rows, summaries):
 def train_perf(args):
     """gitloss_perf.py: training throughput, the reference's perf log line
     every --update_centers steps, one validation after the last step."""
-    run = prepare(args, 'gitloss_perf')
-    plan, graph = run.plan, run.graph
-    with hold_checkpoint_folder(args.ckpt_path), \
-            tf.Session(graph=run.tf_graph, config=run.device_config.session_config) as sess:
-        start_training(sess, graph, run.saver, run.splits, plan, args.ckpt_path)
-        rows = read_results_rows(run.results_path, plan.start_step)
-        progress = TrainingProgress(args.batch_size, plan.start_step, plan.stop_step)
-        summaries = RunSummaries(run.summary_path, plan.start_step)
+    with training_session(args, 'gitloss_perf') as (run, sess, rows, progress, summaries):
+        plan, graph = run.plan, run.graph
         logged = []
-        try:
-            with StopOnSignal() as stop:
-                for step in range(plan.start_step + 1, plan.stop_step + 1):
-                    train_loss, train_acc = progress.train_step(sess, graph)
-                    check_finite_loss(train_loss, step, args.ckpt_path)
-                    if due(step, args.summary_steps, plan.stop_step):
-                        summaries.training(step, progress.terms, train_loss, train_acc)
-                    if due(step, args.update_centers, plan.stop_step):
-                        log_perf_step(sess, run, step, (train_loss, train_acc), progress,
-                                      rows, summaries)
-                        logged.append(train_loss)
-                    if stop.requested:
-                        raise stop.stopped(step, save_checkpoint(sess, run.saver,
-                                                                 args.ckpt_path, step))
-        finally:
-            summaries.close()
+        with StopOnSignal() as stop:
+            for step in range(plan.start_step + 1, plan.stop_step + 1):
+                train_loss, train_acc = progress.train_step(sess, graph)
+                check_finite_loss(train_loss, step, args.ckpt_path)
+                if due(step, args.summary_steps, plan.stop_step):
+                    summaries.training(step, progress.terms, train_loss, train_acc)
+                if due(step, args.update_centers, plan.stop_step):
+                    log_perf_step(sess, run, step, (train_loss, train_acc), progress,
+                                  rows, summaries)
+                    logged.append(train_loss)
+                if stop.requested:
+                    raise stop.stopped(step, save_checkpoint(sess, run.saver,
+                                                             args.ckpt_path, step))
         checkpoint = save_checkpoint(sess, run.saver, args.ckpt_path, plan.stop_step)
         valid_loss, valid_acc, _ = evaluate(sess, graph, run.splits.valid_images,
                                             run.splits.valid_labels)

@@ -95,6 +95,14 @@ class Training(object):
         raise AssertionError('no line matching %r; output:\n%s'
                              % (pattern, '\n'.join(self.lines[-40:])))
 
+    def next_step(self, pattern, after=0):
+        """The step of the next line matching ``pattern`` (its first group)
+        with a step above ``after``."""
+        while True:
+            step = int(re.search(pattern, self.wait_for_line(pattern)).group(1))
+            if step > after:
+                return step
+
     def kill(self):
         """SIGKILL unless the process already ended; waits for it either way."""
         if self.process.poll() is None:
@@ -182,6 +190,17 @@ def assert_restores(folder, step, name=CHECKPOINT):
             global_step = [v for v in tf.global_variables()
                            if v.op.name == 'global_step'][0]
             assert int(sess.run(global_step)) == step
+
+
+def stopped_line(output, signal_name):
+    """(step, saved checkpoint) of the one ``[Stopped]`` line a run stopped by
+    ``signal_name`` (SIGTERM, SIGINT) printed."""
+    lines = [line for line in output.splitlines() if line.startswith('[Stopped]')]
+    assert len(lines) == 1, output[-2000:]
+    match = re.match(r'^\[Stopped\] %s received at step (\d+): saved (.*); run the same '
+                     r'command to resume$' % signal_name, lines[0])
+    assert match, lines[0]
+    return int(match.group(1)), match.group(2)
 
 
 class KillLog(object):

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from ci.bad_input import error_line
-from ci.kill_resume import HAVE_INOTIFY, Training, state_step
+from ci.kill_resume import HAVE_INOTIFY, Training, state_step, stopped_line
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import cacd
 
@@ -55,15 +55,6 @@ def face_argv(root, *extra):
             '--ckpt_path', os.path.join(root, 'ckpt'), '--batch_size', '3',
             '--val_fraction', '0', '--learning_rate', '0.001', '--bn_decay', '0.5',
             '--device', 'cpu'] + list(extra)
-
-
-def stopped_line(output, name):
-    lines = [line for line in output.splitlines() if line.startswith('[Stopped]')]
-    assert len(lines) == 1, output[-2000:]
-    match = re.match(r'^\[Stopped\] %s received at step (\d+): saved (.*); run the same '
-                     r'command to resume$' % name, lines[0])
-    assert match, lines[0]
-    return int(match.group(1)), match.group(2)
 
 
 def cost_line(step):

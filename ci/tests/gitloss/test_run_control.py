@@ -14,7 +14,7 @@ import time
 import pytest
 
 from ci.bad_input import error_line
-from ci.kill_resume import HAVE_INOTIFY, Training, state_step
+from ci.kill_resume import HAVE_INOTIFY, Training, state_step, stopped_line
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import mnist as synthetic
 
@@ -103,23 +103,6 @@ def test_moved_and_copied_checkpoint_folders_resume(data, tmp_path, capsys):
     assert state_step(str(copy)) == 6 and state_step(str(moved)) == 6
 
 
-def wait_for_step_line(training, after=0):
-    """The step of the next 'Step: N, ...' log line with N > ``after``."""
-    while True:
-        step = int(re.match(r'^Step: (\d+),', training.wait_for_line(r'^Step: \d+,')).group(1))
-        if step > after:
-            return step
-
-
-def stopped_line(output, name):
-    lines = [line for line in output.splitlines() if line.startswith('[Stopped]')]
-    assert len(lines) == 1, output[-2000:]
-    match = re.match(r'^\[Stopped\] %s received at step (\d+): saved (.*); run the same '
-                     r'command to resume$' % name, lines[0])
-    assert match, lines[0]
-    return int(match.group(1)), match.group(2)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_INOTIFY, reason='Linux only (ci/kill_resume.py)')
 def test_sigterm_and_sigint_save_and_the_same_command_resumes(data, tmp_path):
@@ -129,7 +112,7 @@ def test_sigterm_and_sigint_save_and_the_same_command_resumes(data, tmp_path):
                '--steps=5000', '--update_centers=10', '--batch_size=8',
                '--validation_size=40', '--device=cpu']
     training = Training(command)
-    first_logged = wait_for_step_line(training)
+    first_logged = training.next_step(r'^Step: (\d+),')
     # A second run on the same folder while this one trains: refused, one line.
     line = error_line(gitloss.main, command[2:])
     assert re.match(r'^\[Error\] %s: another training run \(pid %d\) is using this '
@@ -145,7 +128,7 @@ def test_sigterm_and_sigint_save_and_the_same_command_resumes(data, tmp_path):
     training = Training(command)
     training.wait_for_line(r'^\[gitloss\] resumed from %s at step %d$'
                            % (re.escape(saved), step))
-    next_logged = wait_for_step_line(training)
+    next_logged = training.next_step(r'^Step: (\d+),')
     assert next_logged == (step // 10 + 1) * 10     # the next step on, not step 0
     training.process.send_signal(signal.SIGINT)
     status, output = training.finish()

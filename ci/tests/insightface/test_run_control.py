@@ -19,7 +19,7 @@ import tensorflow.compat.v1 as tf
 
 from ci.bad_input import error_line
 from ci.insightface_reference import write_reference_checkpoint
-from ci.kill_resume import HAVE_INOTIFY, Training, state_step
+from ci.kill_resume import HAVE_INOTIFY, Training, state_step, stopped_line
 from ci.model_import import import_model_module, model_dir
 from ci.synthetic import insightface as synthetic
 
@@ -70,24 +70,6 @@ def argv(ckpt, *extra):
             '--precision_mode=must_keep_origin_dtype'] + list(extra)
 
 
-def logged_step(training, after=0):
-    """The step of the next training line with a step above ``after``."""
-    while True:
-        line = training.wait_for_line(r'^epoch \d+, total_step \d+,')
-        step = int(re.match(r'^epoch \d+, total_step (\d+),', line).group(1))
-        if step > after:
-            return step
-
-
-def stopped_line(output, name):
-    lines = [line for line in output.splitlines() if line.startswith('[Stopped]')]
-    assert len(lines) == 1, output[-2000:]
-    match = re.match(r'^\[Stopped\] %s received at step (\d+): saved (.*); run the same '
-                     r'command to resume$' % name, lines[0])
-    assert match, lines[0]
-    return int(match.group(1)), match.group(2)
-
-
 @pytest.fixture(scope='module')
 def stopped_run(tmp_path_factory):
     """A run SIGTERMed, resumed by the same command and SIGINTed; the lock
@@ -99,7 +81,7 @@ def stopped_run(tmp_path_factory):
     runs, lock_line, first_pid = [], None, None
     for signum in (signal.SIGTERM, signal.SIGINT):
         training = Training(command)
-        first = logged_step(training)
+        first = training.next_step(r'^epoch \d+, total_step (\d+),')
         if lock_line is None:
             lock_line, first_pid = error_line(train_nets.main, command[2:]), training.process.pid
         training.process.send_signal(signum)
