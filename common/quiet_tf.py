@@ -12,8 +12,11 @@ never waits for TensorFlow) and before anything imports TensorFlow:
   are WARNINGs there) and Python warnings raised inside TensorFlow or Keras
   are not shown.
 
-``--verbose``, or a ``TF_CPP_MIN_LOG_LEVEL`` the user set, leaves all of it as
-TensorFlow has it. The project's own lines (device, progress, the reference
+``--verbose``, or a ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1 the user set, leaves all
+of it as TensorFlow has it. A level of 2 or 3 in the environment (the user's,
+or the one a quiet parent process set and its child scripts inherit) stays
+quiet, with the load-time lines filtered too: without that filter a child
+would print TensorFlow 2.16+'s start-up banners whatever its level. The project's own lines (device, progress, the reference
 log lines, errors) go through print and are never touched.
 """
 import logging
@@ -32,8 +35,8 @@ WARNING_MODULES = r'(tensorflow|keras|tf_keras|absl|tensorboard|h5py)(\.|$)'
 
 
 def user_chose_logging():
-    """True when the user's environment already sets TensorFlow's log level."""
-    return 'TF_CPP_MIN_LOG_LEVEL' in os.environ
+    """True when the environment asks for TensorFlow's INFO or WARNING lines."""
+    return os.environ.get('TF_CPP_MIN_LOG_LEVEL', '').strip() in ('0', '1')
 
 
 def _import_with_filtered_stderr():
@@ -59,7 +62,7 @@ def import_tensorflow(verbose=False):
     user set ``TF_CPP_MIN_LOG_LEVEL``); returns ``tensorflow.compat.v1``."""
     quiet = not verbose and not user_chose_logging()
     if quiet:
-        os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # a 3 the user set stays
         warnings.filterwarnings('ignore', module=WARNING_MODULES)
         if 'tensorflow' not in sys.modules:
             _import_with_filtered_stderr()
@@ -73,4 +76,4 @@ def import_tensorflow(verbose=False):
 def add_verbose_flag(parser):
     parser.add_argument('--verbose', action='store_true',
                         help="show TensorFlow's own log lines and warnings (default: only "
-                             'errors; a TF_CPP_MIN_LOG_LEVEL you set is also kept)')
+                             'errors; TF_CPP_MIN_LOG_LEVEL=0 or 1 in the environment shows them too)')

@@ -53,3 +53,12 @@ def test_only_errors_reach_stderr_unless_verbose(mode):
 def test_a_log_level_the_user_set_is_kept():
     lines = run_one_step('quiet', {'TF_CPP_MIN_LOG_LEVEL': '0'})
     assert len(lines) > 1
+
+
+@pytest.mark.parametrize('level', ['2', '3'])
+def test_an_inherited_quiet_level_stays_quiet(level):
+    """A script started by a quiet process (ci/demo.py, a .sh calling Python)
+    inherits its TF_CPP_MIN_LOG_LEVEL=2; TensorFlow's load-time banners must
+    not come back in the child."""
+    lines = run_one_step('quiet', {'TF_CPP_MIN_LOG_LEVEL': level})
+    assert [line for line in lines if 'an error line stays' not in line] == []
