@@ -16,8 +16,9 @@ never waits for TensorFlow) and before anything imports TensorFlow:
 of it as TensorFlow has it. A level of 2 or 3 in the environment (the user's,
 or the one a quiet parent process set and its child scripts inherit) stays
 quiet, with the load-time lines filtered too: without that filter a child
-would print TensorFlow 2.16+'s start-up banners whatever its level. The project's own lines (device, progress, the reference
-log lines, errors) go through print and are never touched.
+would print TensorFlow 2.16+'s start-up banners whatever its level. The
+project's own lines (device, progress, the reference log lines, errors) go
+through print and are never touched.
 """
 import logging
 import os
@@ -76,4 +77,5 @@ def import_tensorflow(verbose=False):
 def add_verbose_flag(parser):
     parser.add_argument('--verbose', action='store_true',
                         help="show TensorFlow's own log lines and warnings (default: only "
-                             'errors; TF_CPP_MIN_LOG_LEVEL=0 or 1 in the environment shows them too)')
+                             'errors; TF_CPP_MIN_LOG_LEVEL=0 or 1 in the environment shows '
+                             'them too)')
