@@ -1,4 +1,4 @@
-"""Makes the label and name files of TrainResNet.py from a CACD image folder.
+r"""Makes the label and name files of TrainResNet.py from a CACD image folder.
 
     python3 MakeLabels.py --parentPath ./CACD2000_Crop/ --top 1200 \
         --label_path ./label/label_1200.npy --image_name_path ./label/name_1200.npy
@@ -19,18 +19,22 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
 
 import utils  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--parentPath', default='./CACD2000_Crop/', help='CACD image folder')
     parser.add_argument('--top', type=int, default=1200,
                         help='keep the identities with the most images (0: all)')
-    parser.add_argument('--label_path', default='./label/label_1200.npy')
-    parser.add_argument('--image_name_path', default='./label/name_1200.npy')
+    parser.add_argument('--label_path', default='./label/label_1200.npy',
+                        help='output: the labels 1..N, one per image (.npy)')
+    parser.add_argument('--image_name_path', default='./label/name_1200.npy',
+                        help='output: the image file names, aligned with the labels (.npy)')
     args = parser.parse_args(argv)
     if args.top < 0:
         raise InputError(None, '--top must not be negative')

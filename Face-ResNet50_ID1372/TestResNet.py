@@ -1,4 +1,4 @@
-"""Extracts 2048-d ResNet-50 features (pool2) of CACD images into a .mat file.
+r"""Extracts 2048-d ResNet-50 features (pool2) of CACD images into a .mat file.
 
     python3 TestResNet.py --label_path ./label/label.npy --image_name_path ./label/name.npy \
         --parentPath ./CACD2000_Crop/ --ckpt_path ./ckpt --output ./resnet_feature.mat
@@ -43,10 +43,12 @@ def parse_args(argv):
     parser.add_argument('--parentPath', default='./CACD2000_Crop/', help='image folder')
     parser.add_argument('--ckpt_path', default='./ckpt',
                         help='checkpoint folder (its latest checkpoint) or checkpoint prefix')
-    parser.add_argument('--output', default='./resnet_feature.mat')
+    parser.add_argument('--output', default='./resnet_feature.mat',
+                        help='feature file (.mat, with a .npz beside it)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing --output file')
-    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--batch_size', type=int, default=32,
+                        help='images per forward pass')
     add_device_flags(parser)
     # Features are compared by distance: fp32 unless asked otherwise.
     parser.set_defaults(precision_mode=FP32)

@@ -1,4 +1,4 @@
-"""Trains the ResNet-50 identity classifier on CACD (Face-ResNet50_ID1372).
+r"""Trains the ResNet-50 identity classifier on CACD (Face-ResNet50_ID1372).
 
     python3 TrainResNet.py --label_path ./label/label_1200.npy \
         --image_name_path ./label/name_1200.npy --parentPath ./CACD2000_Crop/ \
@@ -51,8 +51,10 @@ def parse_args(argv):
                         help='uint8 (N, 224, 224, 3) image cache; built when missing')
     parser.add_argument('--parentPath', default='./CACD2000_Crop/',
                         help='folder of the CACD images (to build the cache)')
-    parser.add_argument('--epochs', type=int, default=100)
-    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--epochs', type=int, default=100,
+                        help='epochs to train (a checkpoint every 2)')
+    parser.add_argument('--batch_size', type=int, default=32,
+                        help='images per step (per worker)')
     parser.add_argument('--learning_rate', type=float, default=1e-6,
                         help='initial rate for the summed loss; x0.1 every 40 epochs')
     parser.add_argument('--label_num', type=int, default=0,

@@ -1,4 +1,4 @@
-"""The Gitloss touches on the ModelZoo summary, run by test/*.sh after it.
+r"""The Gitloss touches on the ModelZoo summary, run by test/*.sh after it.
 
     python3 gitloss_modelzoo.py --train_log=test/output/0/train_0.log \
         --summary=test/output/0/<CaseName>.log --mode=acc|perf
@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.flags import HelpFormatter  # noqa: E402
 from common.curves import plot_curve  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
 
@@ -58,7 +59,8 @@ def reorder_summary(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--train_log', required=True, help='the script\'s train_<id>.log')
     parser.add_argument('--summary', required=True, help='the <CaseName>.log just written')
     parser.add_argument('--mode', choices=('acc', 'perf'), required=True,

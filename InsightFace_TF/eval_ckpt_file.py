@@ -1,4 +1,4 @@
-"""Verification accuracy of trained checkpoints on the .bin evaluation sets.
+r"""Verification accuracy of trained checkpoints on the .bin evaluation sets.
 
     python3 eval_ckpt_file.py --ckpt_file=./output/ckpt/InsightFace_iter_ \
         --ckpt_index_list=1950000.ckpt,1960000.ckpt --eval_datasets=lfw,cfp_fp \
@@ -65,7 +65,8 @@ def build_parser():
     parser.add_argument('--num_output', type=int, default=0,
                         help='identities the model was trained for; when given, checked '
                              'against the checkpoint\'s loss weights (default: not checked)')
-    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--batch_size', type=int, default=32,
+                        help='images per forward pass')
     parser.add_argument('--roc_dir', default='', help='write roc_<set>.png here')
     network_flags.add_network_flags(parser, default_depth=DEFAULT_DEPTH, from_run_config=True)
     add_device_flags(parser)

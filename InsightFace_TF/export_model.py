@@ -44,12 +44,14 @@ def build_parser():
                                      formatter_class=HelpFormatter)
     parser.add_argument('--ckpt_file', required=True,
                         help='checkpoint path prefix, or a folder (its newest checkpoint)')
-    parser.add_argument('--output_dir', default='./export')
+    parser.add_argument('--output_dir', default='./export',
+                        help='folder for the .pb, SavedModel and the other formats')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace existing outputs of the same names')
     parser.add_argument('--onnx', action='store_true',
                         help='also write insightface_r<depth>.onnx (needs tf2onnx, onnxruntime)')
-    parser.add_argument('--onnx_opset', type=int, default=ONNX_OPSET)
+    parser.add_argument('--onnx_opset', type=int, default=ONNX_OPSET,
+                        help='ONNX operator set of the --onnx file')
     parser.add_argument('--tflite', action='store_true',
                         help='also write insightface_r<depth>.tflite (batch 1)')
     network_flags.add_network_flags(parser, default_depth=DEFAULT_DEPTH, from_run_config=True)

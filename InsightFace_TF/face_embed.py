@@ -23,21 +23,16 @@ import sys
 
 import cv2
 import numpy as np
-import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from common.flags import str2bool  # noqa: E402
+from common.flags import HelpFormatter, str2bool  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_dir, require_file  # noqa: E402
 from common.io_utils import run_main  # noqa: E402
-from common.run_control import preflight_outputs  # noqa: E402
+from common.quiet_tf import add_verbose_flag, import_tensorflow  # noqa: E402
 
-import embedding_models  # noqa: E402
-import inference  # noqa: E402
-import model_config  # noqa: E402
+import network_flags  # noqa: E402
 from data.eval_data_reader import read_pairs  # noqa: E402
-
-tf.disable_v2_behavior()
 
 ALIGN_TOOL = 'InsightFace_TF/data/align_faces.py'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -45,8 +40,9 @@ WARNINGS_SHOWN = 5  # then one line with the count
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND',
+                                     help='compare, folder or pairs (COMMAND --help: its flags)')
     commands.required = True
     compare = commands.add_parser('compare', help='cosine similarity of two face images')
     compare.add_argument('images', nargs=2, metavar='IMAGE')
@@ -66,8 +62,10 @@ def build_parser():
                               'the run config\'s)')
         sub.add_argument('--flip', type=str2bool, default=True,
                          help='add the mirror image\'s embedding, as verification does')
-        sub.add_argument('--batch_size', type=int, default=32)
-        inference.add_network_flags(sub, default_depth=50, from_run_config=True)
+        sub.add_argument('--batch_size', type=int, default=32, help='images per forward pass')
+        network_flags.add_network_flags(sub, default_depth=50, from_run_config=True)
+        add_verbose_flag(sub)
+        sub.formatter_class = HelpFormatter
     return parser
 
 
@@ -78,8 +76,6 @@ def parse_args(argv):
     if args.threshold is not None and not -1 <= args.threshold <= 1:
         raise InputError(None, '--threshold is a cosine similarity in [-1, 1], got %g'
                          % args.threshold)
-    if getattr(args, 'output', ''):
-        preflight_outputs(files=[('--output', args.output)])
     return args
 
 
@@ -139,6 +135,7 @@ def decision(model, threshold):
     """(cosine threshold or None, where it comes from)."""
     if threshold is not None:
         return threshold, '--threshold'
+    import model_config   # TensorFlow: loaded once the flags are parsed
     recorded = model_config.decision_threshold(model.config, model.step)
     if recorded is None:
         where = model.config_path or 'no run_config.json beside the model'
@@ -227,6 +224,12 @@ COMMANDS = {'compare': compare, 'folder': embed_folder, 'pairs': score_pairs}
 
 def main(argv=None):
     args = parse_args(argv)
+    tf = import_tensorflow(args.verbose)
+    tf.disable_v2_behavior()
+    from common.run_control import preflight_outputs
+    import embedding_models
+    if getattr(args, 'output', ''):
+        preflight_outputs(files=[('--output', args.output)])
     model = embedding_models.load_model(args.model, args)
     print('Model: %s, %dx%d input%s' % (model.description, model.image_size[1],
                                        model.image_size[0],

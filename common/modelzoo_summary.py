@@ -1,4 +1,4 @@
-"""The ModelZoo summary: what every test/*.sh prints and writes at the end.
+r"""The ModelZoo summary: what every test/*.sh prints and writes at the end.
 
 Training scripts measure their own numbers (``ThroughputMeter`` for FPS over
 training steps only) and save them with ``write_run_result``; the .sh script
@@ -24,6 +24,7 @@ import time
 
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.flags import HelpFormatter  # noqa: E402
 from common.curves import plot_curve  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
 
@@ -187,16 +188,20 @@ def read_summary(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--network', required=True)
-    parser.add_argument('--batch_size', type=int, required=True)
-    parser.add_argument('--rank_size', type=int, default=1)
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('--network', required=True, help='the Network key (the model)')
+    parser.add_argument('--batch_size', type=int, required=True,
+                        help='images per step and card')
+    parser.add_argument('--rank_size', type=int, default=1, help='cards (RankSize)')
     parser.add_argument('--result_json', required=True,
                         help='file written by the training script with write_run_result')
     parser.add_argument('--e2e_time', type=float, required=True,
                         help='seconds the whole training command took')
-    parser.add_argument('--output_dir', required=True)
-    parser.add_argument('--mode', choices=('perf', 'acc'), default='perf')
+    parser.add_argument('--output_dir', required=True,
+                        help='folder of the summary, the loss series and loss.png')
+    parser.add_argument('--mode', choices=('perf', 'acc'), default='perf',
+                        help='perf or acc: the CaseName suffix')
     args = parser.parse_args(argv)
     fps, accuracy, losses = read_run_result(args.result_json)
     write_summary(args.output_dir, args.network, args.batch_size, args.rank_size,

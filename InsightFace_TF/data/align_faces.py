@@ -1,4 +1,4 @@
-"""Aligns raw photos to 112x112 ArcFace crops, keeping the identity folders.
+r"""Aligns raw photos to 112x112 ArcFace crops, keeping the identity folders.
 
     python3 data/align_faces.py --input_dir ./my_photos --output_dir ./my_faces
     python3 data/align_faces.py --input_dir ./my_photos --output_dir ./my_faces \
@@ -32,6 +32,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_file, run_main  # noqa: E402
 from data import face_align  # noqa: E402
 from data.image_folder2tfrecords import list_identities  # noqa: E402
@@ -59,7 +60,8 @@ Options = collections.namedtuple(
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--input_dir', required=True,
                         help='photos in one sub-folder per identity')
     parser.add_argument('--output_dir', required=True,

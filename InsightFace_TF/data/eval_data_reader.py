@@ -1,4 +1,4 @@
-"""Evaluation sets (lfw.bin, cfp_ff.bin, cfp_fp.bin, agedb_30.bin): reading and making.
+r"""Evaluation sets (lfw.bin, cfp_ff.bin, cfp_fp.bin, agedb_30.bin): reading and making.
 
 A .bin is a pickle of ``(bins, issame_list)``: 2N encoded images and N
 booleans; pair i is images 2i and 2i+1. The released files were written by
@@ -50,6 +50,7 @@ import numpy as np
 if __name__ == '__main__':
     HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
 from common.safe_pickle import restricted_unpickler  # noqa: E402
 from data.normalisation import INPUT_MEAN, INPUT_SCALE  # noqa: E402
@@ -321,7 +322,8 @@ def describe_bin(path):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description='Checks evaluation .bin files, or builds one from pairs of images.')
+        description='Checks evaluation .bin files, or builds one from pairs of images.',
+        formatter_class=HelpFormatter)
     parser.add_argument('--check', nargs='+', metavar='BIN',
                         help='load these .bin files and describe them')
     parser.add_argument('--pairs', help='text file of "path1 path2 same(0/1)" lines')

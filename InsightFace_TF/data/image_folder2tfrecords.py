@@ -1,4 +1,4 @@
-"""Converts an image folder (one sub-folder per identity) to TFRecords.
+r"""Converts an image folder (one sub-folder per identity) to TFRecords.
 
     python3 data/image_folder2tfrecords.py --image_folder ./my_faces \
         --tfrecords_file_path ./datasets/tfrecords_my_faces
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 import cv2  # noqa: E402
 
-from common.flags import int_list  # noqa: E402
+from common.flags import HelpFormatter, int_list  # noqa: E402
 from common.io_utils import InputError, require_dir, run_main  # noqa: E402
 from data import tfrecord_output  # noqa: E402
 
@@ -93,7 +93,8 @@ class CropCheck(object):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--image_folder', required=True,
                         help='folder with one sub-folder of images per identity')
     parser.add_argument('--resize', action='store_true',

@@ -1,4 +1,4 @@
-"""Converts an MXNet RecordIO dataset (train.rec + train.idx) to TFRecords.
+r"""Converts an MXNet RecordIO dataset (train.rec + train.idx) to TFRecords.
 
     python3 data/mx2tfrecords.py --bin_path ./faces_ms1m_112x112/train.rec \
         --idx_path ./faces_ms1m_112x112/train.idx \
@@ -22,12 +22,14 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import run_main  # noqa: E402
 from data import recordio, tfrecord_output  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     recordio.add_input_flags(parser)
     tfrecord_output.add_output_flags(parser)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Unpacks an MXNet RecordIO dataset into an image folder, for inspection.
+r"""Unpacks an MXNet RecordIO dataset into an image folder, for inspection.
 
     python3 data/rec2image_folder.py --bin_path train.rec --idx_path train.idx \
         --image_folder ./unpacked
@@ -23,12 +23,14 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
 from data import recordio, tfrecord_output  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=HelpFormatter)
     recordio.add_input_flags(parser)
     parser.add_argument('--image_folder', required=True, help='output folder')
     parser.add_argument('--overwrite', action='store_true',
