@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(MODEL_DIR))
 from common.flags import HelpFormatter, str2bool  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_dir, require_file  # noqa: E402
 from common.io_utils import run_main  # noqa: E402
@@ -227,7 +228,9 @@ def main(argv=None):
     tf = import_tensorflow(args.verbose)
     tf.disable_v2_behavior()
     from common.run_control import preflight_outputs
-    import embedding_models
+    if MODEL_DIR not in sys.path:   # main() called in-process, from elsewhere
+        sys.path.insert(0, MODEL_DIR)
+    import embedding_models   # with model_config, which decision() uses
     if getattr(args, 'output', ''):
         preflight_outputs(files=[('--output', args.output)])
     model = embedding_models.load_model(args.model, args)
