@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from common.io_utils import (  # noqa: E402
-    InputError, atomic_path, atomic_write, require_dir, require_file)
+    InputError, atomic_path, atomic_write, require_dir, require_file,
+    require_readable)
 from common.safe_pickle import restricted_unpickler  # noqa: E402
 
 IMAGE_SIZE = 224
@@ -85,6 +86,13 @@ def read_npy(path, what='.npy file'):
     with open(path, 'rb') as f:
         shape, _, dtype = _read_npy_header(f, path, what)
         if not dtype.hasobject:
+            # The header's shape is a claim: check it against the bytes there
+            # before numpy allocates for it.
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            present = os.path.getsize(path) - f.tell()
+            if claimed > present:
+                raise InputError(path, '%s is truncated: its header claims %d bytes of data, '
+                                       'the file holds %d' % (what, claimed, present))
             try:
                 return np.load(path, allow_pickle=False)
             except (ValueError, EOFError, OSError) as e:
@@ -92,8 +100,9 @@ def read_npy(path, what='.npy file'):
         try:
             array = _NumpyOnlyUnpickler(f, encoding='latin1').load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
-                AttributeError, IndexError) as e:
-            raise InputError(path, '%s: unreadable pickled data (%s)' % (what, e))
+                AttributeError, IndexError, MemoryError, OverflowError) as e:
+            raise InputError(path, '%s: unreadable pickled data (%s: %s)'
+                             % (what, type(e).__name__, e))
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise InputError(path, '%s: pickled data does not match its header' % what)
     return array
@@ -204,6 +213,7 @@ def read_face(path):
     if image is None:
         if not os.path.isfile(path):
             raise InputError(path, 'image listed in the name file does not exist')
+        require_readable(path, 'image')
         raise InputError(path, 'does not decode as an image')
     if image.shape[:2] != (SOURCE_SIZE, SOURCE_SIZE):
         image = cv2.resize(image, (SOURCE_SIZE, SOURCE_SIZE), interpolation=cv2.INTER_AREA)

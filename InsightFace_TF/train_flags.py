@@ -166,8 +166,9 @@ def check_flags(args):
     if sorted(args.lr_steps) != args.lr_steps or min(args.lr_steps or [1]) < 1:
         raise InputError(None, '--lr_steps must be increasing positive integers, got %s'
                          % args.lr_steps)
-    if len(args.lr_values) != len(args.lr_steps) + 1 or min(args.lr_values) <= 0:
-        raise InputError(None, '--lr_values must be %d positive rates (one more than '
+    if len(args.lr_values) != len(args.lr_steps) + 1 or not all(
+            math.isfinite(v) and v > 0 for v in args.lr_values):
+        raise InputError(None, '--lr_values must be %d positive finite rates (one more than '
                                '--lr_steps), got %s' % (len(args.lr_steps) + 1, args.lr_values))
     return args
 

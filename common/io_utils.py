@@ -97,6 +97,16 @@ def require_file(path, what='file'):
         raise InputError(path, '%s is not a regular file' % what)
     if os.path.getsize(path) == 0:
         raise InputError(path, '%s is empty' % what)
+    require_readable(path, what)
+
+
+def require_readable(path, what='file'):
+    """Raises InputError when ``path`` cannot be opened for reading
+    (permissions, an unreadable mount), naming the system's reason."""
+    try:
+        open(path, 'rb').close()
+    except OSError as e:
+        raise InputError(path, '%s cannot be read (%s)' % (what, e.strerror or e))
 
 
 def require_dir(path, what='folder'):

@@ -10,7 +10,11 @@ that carry a library's own wording (numpy, TensorFlow) are compared up to
 that part. Rows that already have a test name it in the README table
 instead of being repeated here. The helpers are ci/bad_input.py.
 """
+import io
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +22,7 @@ import pytest
 from ci.bad_input import (SCRIPT_ROW_IDS, SCRIPT_ROWS, assert_message,
                           check_script_argument_error, error_line, save_checkpoint,
                           user_files, write)
-from ci.model_import import import_model_module
+from ci.model_import import import_model_module, model_dir
 from ci.synthetic import cacd
 
 train_resnet = import_model_module('Face-ResNet50_ID1372', 'TrainResNet')
@@ -63,6 +67,16 @@ def f_truncate(relative, keep):
     def setup(root):
         path = root / relative
         write(path, path.read_bytes()[:keep])
+    return setup
+
+
+def f_npy_claiming(relative, shape, dtype, data):
+    """A .npy whose header claims ``shape`` of ``dtype``, followed by ``data``."""
+    def setup(root):
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {
+            'descr': np.dtype(dtype).str, 'fortran_order': False, 'shape': shape})
+        write(root / relative, header.getvalue() + data)   # magic, length, header
     return setup
 
 
@@ -128,7 +142,12 @@ FACE_ROWS = [
     ('label file not .npy', f_write(LABELS, b'1,1,2,2\n'),
      '[Error] {root}/%s: label file is not a .npy file (...)' % LABELS),
     ('label file truncated', f_truncate(LABELS, 130),
-     '[Error] {root}/%s: label file is truncated or unreadable (...)' % LABELS),
+     '[Error] {root}/%s: label file is truncated: its header claims 8 bytes of data, the file '
+     'holds 2' % LABELS),
+    ('label header claims 10^12 values',
+     f_npy_claiming(LABELS, (10 ** 12,), '<u2', b'\x01\x00' * 4),
+     '[Error] {root}/%s: label file is truncated: its header claims 2000000000000 bytes of '
+     'data, the file holds 8' % LABELS),
     ('labels 2-D float', f_save(LABELS, np.ones((2, 2), np.float32)),
      '[Error] {root}/%s: label file must be a 1-D integer array, got (2, 2) of float32'
      % LABELS),
@@ -248,3 +267,26 @@ def test_face_resnet50_feature_and_label_tools(faces):
 @pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=SCRIPT_ROW_IDS)
 def test_script_argument_errors(tmp_path, args, message):
     check_script_argument_error(tmp_path, 'Face-ResNet50_ID1372', args, message)
+
+
+SETPRIV = shutil.which('setpriv')
+
+
+@pytest.mark.skipif(SETPRIV is None, reason='setpriv (util-linux) is not installed')
+def test_files_without_read_permission(faces):
+    """chmod 000 on the label file, then on one image: TrainResNet.py in a
+    process without CAP_DAC_OVERRIDE (root reads them anyway) says which file
+    cannot be read, not "does not decode" or a PermissionError traceback."""
+    script = os.path.join(model_dir('Face-ResNet50_ID1372'), 'TrainResNet.py')
+    image = sorted((faces / 'CACD2000_Crop').iterdir())[0]
+    for locked, expected in ((faces / LABELS, 'label file cannot be read (Permission denied)'),
+                             (image, 'image cannot be read (Permission denied)')):
+        locked.chmod(0)
+        done = subprocess.run([SETPRIV, '--bounding-set=-dac_override,-dac_read_search',
+                               sys.executable, script] + face_argv(faces, '--epochs', '1'),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=300)
+        locked.chmod(0o644)
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+        assert done.stderr.splitlines()[-1] == '[Error] %s: %s' % (locked, expected)
+        assert 'Traceback' not in done.stderr

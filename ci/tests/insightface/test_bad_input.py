@@ -133,7 +133,11 @@ TRAIN_ROWS = [
     ('--lr_steps decreasing', flag('--lr_steps=3,2'),
      '[Error] --lr_steps must be increasing positive integers, got [3, 2]'),
     ('--lr_values count', flag('--lr_values=0.1,0.01'),
-     '[Error] --lr_values must be 4 positive rates (one more than --lr_steps), got [0.1, 0.01]'),
+     '[Error] --lr_values must be 4 positive finite rates (one more than --lr_steps), '
+     'got [0.1, 0.01]'),
+    ('--lr_values nan', flag('--lr_values=0.1,nan,0.001,0.0001'),
+     '[Error] --lr_values must be 4 positive finite rates (one more than --lr_steps), '
+     'got [0.1, nan, 0.001, 0.0001]'),
     ('--max_steps -1', flag('--max_steps=-1'), '[Error] --max_steps must not be negative'),
     ('--weight_deacy negative', flag('--weight_deacy=-1'),
      '[Error] --weight_deacy must not be negative'),
