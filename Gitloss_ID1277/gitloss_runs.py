@@ -48,7 +48,9 @@ def prepare(args, name):
     preflight_outputs(folders=[('--ckpt_path', args.ckpt_path),
                                ('--exp_save_dir', args.exp_save_dir),
                                ('--summary_path', summary_path(args))],
-                      files=[('--result_json', args.result_json)])
+                      files=[('--result_json', args.result_json),
+                             ('the results file in --exp_save_dir',
+                              os.path.join(args.exp_save_dir, RESULTS_FILE))])
     splits = load_mnist(args.data_path, args.validation_size)
     print('[%s] %s: %d training, %d validation, %d test images'
           % (name, args.data_path, len(splits.train_labels), len(splits.valid_labels),

@@ -112,6 +112,11 @@ def g_output_under_file(flag, leaf):
     return setup
 
 
+def g_results_file_is_a_folder(root):
+    (root / 'out' / 'loss+perf_gpu.txt').mkdir(parents=True)
+    return gitloss_argv(root, '--exp_save_dir=%s' % (root / 'out'))
+
+
 GITLOSS_ROWS = [
     ('data path empty', g_empty_path, '[Error] MNIST data folder path is empty'),
     ('IDX file empty', g_empty_idx,
@@ -157,6 +162,9 @@ GITLOSS_ROWS = [
      '[Error] {root}/a file/ckpt: --ckpt_path cannot be made: {root}/a file is a file'),
     ('--summary_path under a file', g_output_under_file('--summary_path', 'tb'),
      '[Error] {root}/a file/tb: --summary_path cannot be made: {root}/a file is a file'),
+    ('loss+perf_gpu.txt is a folder', g_results_file_is_a_folder,
+     '[Error] {root}/out/loss+perf_gpu.txt: the results file in --exp_save_dir must be a '
+     'file, but this is a folder'),
 ]
 
 
