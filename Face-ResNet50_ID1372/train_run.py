@@ -17,7 +17,7 @@ import tensorflow.compat.v1 as tf
 
 from common import run_config
 from common.distribute import DataParallel, discover_cluster
-from common.io_utils import InputError
+from common.io_utils import InputError, require_file
 from common.modelzoo_summary import ThroughputMeter, print_run_footprint, write_run_result
 from common.npu_config import build_device_config
 from common.run_control import (StopOnSignal, check_finite_loss, due, hold_checkpoint_folder,
@@ -261,6 +261,8 @@ def train(args):
     preflight_outputs(folders=[('--ckpt_path', args.ckpt_path),
                                ('--summary_path', args.summary_path)],
                       files=[('--result_json', args.result_json)])
+    if args.model_path:   # before the image cache, which can take an hour to build
+        require_file(args.model_path, 'weights file')
     tf.disable_v2_behavior()
     cluster = discover_cluster()
     data, hp, global_batch = plan_data(args, cluster)

@@ -290,3 +290,10 @@ def test_files_without_read_permission(faces):
         assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
         assert done.stderr.splitlines()[-1] == '[Error] %s: %s' % (locked, expected)
         assert 'Traceback' not in done.stderr
+
+
+def test_a_missing_weights_file_is_found_before_the_cache_is_built(faces):
+    argv = face_argv(faces, '--epochs', '1', '--model_path', str(faces / 'no_weights.npy'))
+    assert error_line(train_resnet.main, argv) == (
+        '[Error] %s: weights file does not exist' % (faces / 'no_weights.npy'))
+    assert not (faces / CACHE).exists()
