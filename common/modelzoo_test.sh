@@ -95,6 +95,12 @@ modelzoo_parse_args() {
             exit 1
         fi
     done
+    # RankSize (the environment's, as in the Ascend template) names the card
+    # count in the summary: a bad one would fail only after training.
+    if ! [[ "$RankSize" =~ ^[1-9][0-9]*$ ]]; then
+        echo "[Error] RankSize must be a positive integer, got '$RankSize'" >&2
+        exit 1
+    fi
     for name in over_dump data_dump_flag profiling; do
         case "${!name}" in
             True|False) ;;

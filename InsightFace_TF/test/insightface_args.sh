@@ -12,3 +12,13 @@ insightface_data_args() {
                --eval_datasets="$sets" --summary_path="$output_dir/summary"
                --log_file_path="$output_dir/logs")
 }
+
+# The performance scripts train --train_steps steps: an epoch count would be
+# silently ignored, so it is refused (train_full_*.sh take --train_epochs).
+insightface_refuse_train_epochs() {
+    if [ -n "${train_epochs:-}" ]; then
+        echo "[Error] --train_epochs: the performance script trains --train_steps steps" \
+            "($train_steps); train_full_1p.sh takes --train_epochs" >&2
+        exit 1
+    fi
+}

@@ -13,6 +13,7 @@ Network="InsightFace_TF_for_TensorFlow"
 batch_size=32
 train_steps=100
 modelzoo_parse_args "$@"
+insightface_refuse_train_epochs
 modelzoo_prepare_output perf
 insightface_data_args
 modelzoo_train_ranks "$PYTHON" "$model_dir/train_nets.py" "${data_args[@]}" \

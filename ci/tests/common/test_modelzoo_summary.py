@@ -163,6 +163,11 @@ def test_shell_template_errors(fake_model):
     assert proc.stderr.strip() == '[Error] para "data_path" must be config'
     proc = _run(script, '--data_path=%s' % data, '--batch_size=0')
     assert proc.returncode == 1 and '--batch_size must be a positive integer' in proc.stderr
+    for rank_size in ('abc', '0'):
+        proc = _run(script, '--data_path=%s' % data, env_extra={'RankSize': rank_size})
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == (
+            "[Error] RankSize must be a positive integer, got '%s'" % rank_size)
     proc = _run(script, '--data_path=/nonexistent/mnist')
     assert proc.returncode == 2
     assert '[Error] /nonexistent/mnist: data folder does not exist' in proc.stdout + proc.stderr

@@ -265,6 +265,13 @@ def test_evaluation_and_export_inputs(faces):
     assert user_files(faces) == before
 
 
-@pytest.mark.parametrize('args, message', SCRIPT_ROWS, ids=SCRIPT_ROW_IDS)
+INSIGHTFACE_SCRIPT_ROWS = [
+    (['--train_epochs=3'], '[Error] --train_epochs: the performance script trains '
+     '--train_steps steps (100); train_full_1p.sh takes --train_epochs'),
+]
+
+
+@pytest.mark.parametrize('args, message', SCRIPT_ROWS + INSIGHTFACE_SCRIPT_ROWS,
+                         ids=SCRIPT_ROW_IDS + ['train_epochs ignored'])
 def test_script_argument_errors(tmp_path, args, message):
     check_script_argument_error(tmp_path, 'InsightFace_TF', args, message)
