@@ -119,10 +119,21 @@ def require_dir(path, what='folder'):
         raise InputError(path, '%s is empty' % what)
 
 
+def printable_output():
+    """Lets stdout and stderr print any file name: characters their encoding
+    lacks (a non-UTF-8 name on an ASCII terminal or a C-locale log) come out
+    as backslash escapes instead of a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, 'reconfigure', None)
+        if reconfigure is not None:
+            reconfigure(errors='backslashreplace')
+
+
 def run_main(main, argv=None):
     """Runs ``main(argv)``; InputError exits 2 and TrainingError exits 3, each
     with one '[Error] ...' line on stderr instead of a traceback; a run stopped
     by a signal exits 128 + signal with one '[Stopped] ...' line."""
+    printable_output()
     try:
         status = main(argv)
     except InterruptedRun as e:

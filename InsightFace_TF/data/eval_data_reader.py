@@ -54,7 +54,7 @@ from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
 from common.safe_pickle import restricted_unpickler  # noqa: E402
 from data.normalisation import INPUT_MEAN, INPUT_SCALE  # noqa: E402
-from data.tfrecord_output import (decode_image, open_input, printable_stdout,  # noqa: E402
+from data.tfrecord_output import (decode_image, open_input,  # noqa: E402
                                   read_input)
 
 BIN_PICKLE_PROTOCOL = 2  # readable by the Python 2 tools that made the released sets
@@ -356,7 +356,6 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    printable_stdout()
     if args.check:
         for path in args.check:
             print(describe_bin(path))

@@ -114,7 +114,6 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    tfrecord_output.printable_stdout()
     identities, images, ignored = list_identities(args.image_folder)
     print('%s: %d identities, %d images' % (args.image_folder, len(identities), len(images)))
     if ignored:

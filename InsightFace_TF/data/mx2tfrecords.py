@@ -55,7 +55,6 @@ def parse_function(example_proto):
 
 def main(argv=None):
     args = parse_args(argv)
-    tfrecord_output.printable_stdout()
     with recordio.RecordIOReader(args.bin_path, args.idx_path) as reader:
         layout, total = reader.layout()
         if layout.has_header:

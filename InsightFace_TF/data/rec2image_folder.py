@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 from common.flags import HelpFormatter  # noqa: E402
 from common.io_utils import InputError, run_main  # noqa: E402
-from data import recordio, tfrecord_output  # noqa: E402
+from data import recordio  # noqa: E402
 
 
 def parse_args(argv):
@@ -100,7 +100,6 @@ def unpack_into(rec_path, idx_path, folder):
 
 def main(argv=None):
     args = parse_args(argv)
-    tfrecord_output.printable_stdout()
     counts = unpack_into(args.bin_path, args.idx_path, args.image_folder)
     print('wrote %d images of %d classes to %s'
           % (sum(counts.values()), len(counts), args.image_folder))

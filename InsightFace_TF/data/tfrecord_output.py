@@ -18,7 +18,7 @@ run, ``skip`` leaves it out), a valid non-JPEG image is re-encoded as JPEG
 An empty image counts as one that does not decode.
 
 The input-file checks of every data tool live here too (``require_input_file``,
-``open_input``, ``printable_stdout``): each unusable input is one line naming
+``open_input``): each unusable input is one line naming
 the file and why.
 """
 from __future__ import print_function
@@ -90,14 +90,6 @@ def read_input(path, what='file'):
             return f.read()
         except OSError as e:
             raise InputError(path, '%s cannot be read (%s)' % (what, e.strerror))
-
-
-def printable_stdout():
-    """Lets stdout print any file name: characters its encoding lacks (a
-    non-UTF-8 name on an ASCII terminal) come out as backslash escapes."""
-    reconfigure = getattr(sys.stdout, 'reconfigure', None)
-    if reconfigure is not None:
-        reconfigure(errors='backslashreplace')
 
 
 def decode_image(image_bytes):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from ci.model_import import REPO_ROOT as ROOT
 from common import run_control
 from common.io_utils import InputError
 
@@ -220,3 +221,24 @@ def test_a_signal_asks_the_loop_to_stop_and_a_second_one_acts_at_once(signum):
             with pytest.raises(KeyboardInterrupt):
                 os.kill(os.getpid(), signum)
     assert signal.getsignal(signum) == previous
+
+
+
+def test_a_non_utf8_data_path_on_an_ascii_stdout_trains(tmp_path):
+    """run_main lets stdout print any path: Gitloss's data folder with a
+    Latin-1 name, on a strict ASCII stdout (LC_ALL=C), comes out escaped in
+    its '<data_path>: N training ...' line instead of a UnicodeEncodeError."""
+    from ci.synthetic import mnist
+    folder = os.fsencode(str(tmp_path)) + b'/donn\xe9es'
+    data = mnist.make_mnist(os.fsdecode(folder), train_count=120, test_count=20)
+    env = dict(os.environ, PYTHONIOENCODING='ascii:strict', LC_ALL='C')
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'Gitloss_ID1277', 'gitloss_perf.py'),
+                           b'--data_path=' + os.fsencode(data), b'--steps=2',
+                           b'--update_centers=2', b'--batch_size=8', b'--validation_size=20',
+                           b'--ckpt_path=' + os.fsencode(str(tmp_path / 'ckpt')),
+                           b'--exp_save_dir=' + os.fsencode(str(tmp_path / 'out'))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert b'[gitloss_perf] %s: 100 training, 20 validation, 20 test images' % (
+        os.fsencode(data).replace(b'\xe9', b'\\udce9')) in done.stdout
+    assert b'Traceback' not in done.stderr
