@@ -10,7 +10,9 @@ side images/s (median over rounds; PyTorch: the faster layout), the ratio
 ours / PyTorch, time from process start to the end of the first step, peak
 resident memory and MFU against the measured GEMM peak, plus both sides'
 trainable parameter counts and a short PyTorch training check (its loss falls
-on a fixed batch). Writes build/bench/peer.md and build/bench/peer.json.
+on a fixed batch). The full run (and --pipelines) adds each model's input
+pipeline alone: decoded, augmented, batched images/s without training.
+Writes build/bench/peer.md and build/bench/peer.json.
 
     python ci/bench_peer.py --peer_python .venv-peer/bin/python --quick
 """
@@ -22,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -176,6 +179,97 @@ def markdown(rows, checks, machine):
     return '\n'.join(lines) + '\n'
 
 
+# Input pipelines alone: (batches timed, after PIPELINE_WARMUP batches).
+PIPELINE_BATCHES = {'gitloss': 3000, 'face_resnet50': 300, 'insightface50': 300}
+PIPELINE_WARMUP = 3
+
+
+def time_pipeline(next_batch, batches, init=None, feed=None):
+    """Seconds to pull ``batches`` batches through ``next_batch``, after a warm-up."""
+    import tensorflow.compat.v1 as tf
+    with tf.Session() as sess:
+        if init is not None:
+            sess.run(init, feed)
+        for _ in range(PIPELINE_WARMUP):
+            sess.run(next_batch)
+        t0 = time.time()
+        for _ in range(batches):
+            sess.run(next_batch)
+        return time.time() - t0
+
+
+def gitloss_pipeline(data_path, batch_size, batches):
+    """gitloss_data.training_batches over the demo MNIST files (read, shuffled, batched)."""
+    import tensorflow.compat.v1 as tf
+    from ci.model_import import import_model_module
+    data = import_model_module('Gitloss_ID1277', 'gitloss_data')
+    splits = data.load_mnist(data_path, validation_size=500)
+    with tf.Graph().as_default():
+        images = tf.placeholder(tf.uint8, [None, 28, 28, 1])
+        labels = tf.placeholder(tf.int64, [None])
+        iterator = tf.data.make_initializable_iterator(data.training_batches(
+            images, labels, batch_size, tf.constant(0, tf.int64), 0))
+        return time_pipeline(iterator.get_next(), batches, iterator.initializer,
+                             {images: splits.train_images.reshape(-1, 28, 28, 1),
+                              labels: splits.train_labels})
+
+
+def face_resnet50_pipeline(data_path, batch_size, batches):
+    """train_graph.batch_dataset over utils.training_batches: the 224x224 cache
+    read in the run's shuffled order, batched, prefetched."""
+    import tensorflow.compat.v1 as tf
+    from ci.model_import import import_model_module
+    utils = import_model_module('Face-ResNet50_ID1372', 'utils')
+    train_graph = import_model_module('Face-ResNet50_ID1372', 'train_graph')
+    labels, names = utils.read_labels_and_names(
+        os.path.join(data_path, 'label', 'label_1200.npy'),
+        os.path.join(data_path, 'label', 'name_1200.npy'))
+    cache = utils.ImageCache(os.path.join(data_path, 'train_data', '1200_data.npy'), len(names))
+    indices = np.arange(len(names))
+    total = batches + PIPELINE_WARMUP
+    with tf.Graph().as_default():
+        dataset = train_graph.batch_dataset(
+            lambda: utils.training_batches(cache, labels, indices, batch_size, 0, total),
+            batch_size)
+        return time_pipeline(tf.data.make_one_shot_iterator(dataset).get_next(), batches)
+
+
+def insightface_pipeline(data_path, batch_size, batches):
+    """data/train_dataset.training_dataset over the demo TFRecords: JPEG
+    decoding, random flip, shuffle, batch, normalisation."""
+    import tensorflow.compat.v1 as tf
+    from ci.model_import import import_model_module
+    train_dataset = import_model_module('InsightFace_TF', 'data.train_dataset')
+    files = train_dataset.tfrecord_files(os.path.join(data_path, 'tfrecords'))
+    with tf.Graph().as_default():
+        dataset = train_dataset.training_dataset(files, batch_size, [112, 112], 10000)
+        return time_pipeline(tf.data.make_one_shot_iterator(dataset).get_next(), batches)
+
+
+PIPELINES = {'gitloss': gitloss_pipeline, 'face_resnet50': face_resnet50_pipeline,
+             'insightface50': insightface_pipeline}
+
+
+def pipeline_row(case, data_path):
+    batches = PIPELINE_BATCHES[case.model]
+    seconds = PIPELINES[case.model](data_path, case.batch_size, batches)
+    rate = batches * case.batch_size / seconds
+    cores = os.cpu_count() or 1
+    return {'model': case.label.replace(' r50', ''), 'batch_size': case.batch_size,
+            'batches': batches, 'seconds': seconds, 'images_per_s': rate,
+            'images_per_s_per_core': rate / cores, 'cores': cores}
+
+
+def pipelines_markdown(rows):
+    lines = ['| input pipeline alone | batch | batches | images/s | images/s per core |',
+             '|---|---|---|---|---|']
+    for r in rows:
+        lines.append('| %s | %d | %d | %.0f | %.0f |' % (
+            r['model'], r['batch_size'], r['batches'], r['images_per_s'],
+            r['images_per_s_per_core']))
+    return '\n'.join(lines) + '\n'
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--peer_python', default=os.path.join(REPO_ROOT, '.venv-peer', 'bin',
@@ -187,12 +281,16 @@ def parse_args(argv):
     parser.add_argument('--models', default=None,
                         help='comma-separated subset of: %s' % ', '.join(every))
     parser.add_argument('--rounds', type=int, default=None, help='default 1 quick, 3 full')
+    parser.add_argument('--pipelines', action='store_true',
+                        help='time each input pipeline alone, without training, also '
+                             'with --quick (the full run always does)')
     parser.add_argument('--out_dir', default=os.path.join(REPO_ROOT, 'build', 'bench'))
     args = parser.parse_args(argv)
     if args.models is None:
         args.models = ','.join(QUICK_MODELS if args.quick else every)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
+    args.pipelines = args.pipelines or not args.quick
     return args
 
 
@@ -208,7 +306,12 @@ def main(argv=None):
     bf16 = cpu_supports_bf16(read_cpuinfo())
     work_dir = tempfile.mkdtemp(prefix='bench-peer-')
     rows, checks = [], {}
+    pipeline_rows = []
     for case in bench.CASES:
+        if args.pipelines and case.model in PIPELINES:
+            data_path, _ = case.make_data(os.path.join(args.out_dir, 'data', case.folder))
+            pipeline_rows.append(pipeline_row(case, data_path))
+            print('[bench-peer] %s' % json.dumps(pipeline_rows[-1]))
         if case.model not in wanted:
             continue
         classes = class_count(case)
@@ -226,9 +329,11 @@ def main(argv=None):
             print('[bench-peer] %s' % json.dumps(rows[-1]))
     machine = {'cpu': bench.cpu_name(), 'tensorflow': tf.VERSION, 'bf16': bf16,
                'torch': next(iter(checks.values()))['torch'] if checks else '-'}
-    bench.write_results(args.out_dir, 'peer', markdown(rows, checks, machine),
+    table = markdown(rows, checks, machine) + (
+        '\n' + pipelines_markdown(pipeline_rows) if pipeline_rows else '')
+    bench.write_results(args.out_dir, 'peer', table,
                         {'machine': machine, 'quick': args.quick, 'rows': rows,
-                         'checks': checks})
+                         'checks': checks, 'pipelines': pipeline_rows})
     return 0
 
 
