@@ -329,8 +329,8 @@ def main(argv=None):
             print('[bench-peer] %s' % json.dumps(rows[-1]))
     machine = {'cpu': bench.cpu_name(), 'tensorflow': tf.VERSION, 'bf16': bf16,
                'torch': next(iter(checks.values()))['torch'] if checks else '-'}
-    table = markdown(rows, checks, machine) + (
-        '\n' + pipelines_markdown(pipeline_rows) if pipeline_rows else '')
+    table = '\n'.join(([markdown(rows, checks, machine)] if rows else [])
+                      + ([pipelines_markdown(pipeline_rows)] if pipeline_rows else []))
     bench.write_results(args.out_dir, 'peer', table,
                         {'machine': machine, 'quick': args.quick, 'rows': rows,
                          'checks': checks, 'pipelines': pipeline_rows})
