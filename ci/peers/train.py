@@ -88,15 +88,8 @@ def synthetic_batch(batch_size, shape, dtype, num_classes):
     return images, labels
 
 
-# oneDNN keeps 1024 compiled primitives by default; LResNet100E-IR's bf16
-# training step needs more, and past the limit every step compiles its
-# kernels again (5x slower). Users set this variable; so does the benchmark.
-PRIMITIVE_CACHE = '8192'
-
-
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault('ONEDNN_PRIMITIVE_CACHE_CAPACITY', PRIMITIVE_CACHE)
     import torch
     from ci.peers.models import trainable_parameters
     torch.manual_seed(0)
