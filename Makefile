@@ -4,13 +4,14 @@
 # make lint   - ruff (ruff.toml); part of make test
 # make test-tf115 - Python 3.7 + TensorFlow 1.15.5 (the Ascend stack's versions): the
 #                fast tests, the Gitloss and Face-ResNet50 ModelZoo scripts and TestResNet.py
+# make bench-peer [QUICK=1] - our training against PyTorch implementations (build/bench/peer.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all demo lint test test-fast test-tf115 bench ablations venv clean
+.PHONY: all demo lint test test-fast test-tf115 bench bench-peer ablations venv clean
 
 all: demo
 
@@ -77,3 +78,20 @@ bench: $(STAMP)
 # (build/bench/ablations.md/.json)
 ablations: $(STAMP)
 	$(PY) ci/ablations.py
+
+# make bench-peer [QUICK=1] - our training scripts against PyTorch implementations
+# of the same models (ci/peers/), in alternation (build/bench/peer.md/.json).
+# torch goes into a virtualenv of its own, on the Python 3.11 pyenv keeps.
+PYTHON311 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.11*/bin/python3.11) \
+	$(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) $(shell command -v python3.11))
+VENV_PEER ?= .venv-peer
+STAMP_PEER := $(VENV_PEER)/.installed
+
+$(STAMP_PEER): requirements-peer.txt
+	@test -n "$(PYTHON311)" || { echo "[Error] no Python 3.11 (pyenv install 3.11, or PYTHON311=...)" >&2; exit 2; }
+	$(PYTHON311) -m venv $(VENV_PEER)
+	$(VENV_PEER)/bin/python -m pip install -q -r requirements-peer.txt
+	touch $@
+
+bench-peer: $(STAMP) $(STAMP_PEER)
+	$(PY) ci/bench_peer.py --peer_python=$(VENV_PEER)/bin/python $(if $(QUICK),--quick,)

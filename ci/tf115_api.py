@@ -31,7 +31,7 @@ REPO_ROOT = os.path.dirname(HERE)
 API_FILE = os.path.join(HERE, 'tf115_compat_v1_api.json')
 WHEEL_PREFIX = 'tensorflow_core/_api/v1/compat/v1/'
 COMPAT_V1 = 'tensorflow.compat.v1'
-SKIP_DIRS = {'.git', '.venv', '.venv-tf115', 'build', '__pycache__', 'node_modules',
+SKIP_DIRS = {'.git', '.venv', '.venv-tf115', '.venv-peer', 'build', '__pycache__', 'node_modules',
              '.pytest_cache'}
 
 
