@@ -68,7 +68,7 @@ test-tf115: $(STAMP37)
 		$(TF115_SKIP) $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 clean:
-	rm -rf $(VENV) $(VENV37) build
+	rm -rf $(VENV) $(VENV37) $(VENV_PEER) build
 
 # make bench [QUICK=1] - training throughput table (build/bench/results.md/.json)
 bench: $(STAMP)
