@@ -24,6 +24,7 @@ import scipy.io as scio
 
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(MODEL_DIR))
+from common.model_folder import use_model_folder  # noqa: E402
 from common.flags import HelpFormatter, add_device_flags  # noqa: E402
 from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
 from common.quiet_tf import add_verbose_flag, import_tensorflow  # noqa: E402
@@ -139,8 +140,7 @@ def main(argv=None):
     args = parse_args(argv)
     tf = import_tensorflow(args.verbose)
     tf.disable_v2_behavior()
-    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
-        sys.path.insert(0, MODEL_DIR)
+    use_model_folder(MODEL_DIR)   # also when called in-process, after another recipe
     import ResNet
     from common.npu_config import build_device_config
     from common.run_control import restore_checkpoint

@@ -30,6 +30,7 @@ import sys
 
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(MODEL_DIR))
+from common.model_folder import use_model_folder  # noqa: E402
 from common.flags import (  # noqa: E402
     HelpFormatter, add_device_flags, add_synthetic_input_flag, str2bool)
 from common.io_utils import InputError, run_main  # noqa: E402
@@ -109,8 +110,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     import_tensorflow(args.verbose)
-    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
-        sys.path.insert(0, MODEL_DIR)
+    use_model_folder(MODEL_DIR)   # also when called in-process, after another recipe
     from train_run import train
     return train(args)
 

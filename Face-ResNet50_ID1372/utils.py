@@ -101,8 +101,8 @@ def read_npy(path, what='.npy file'):
             array = _NumpyOnlyUnpickler(f, encoding='latin1').load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
                 AttributeError, IndexError, MemoryError, OverflowError) as e:
-            raise InputError(path, '%s: unreadable pickled data (%s: %s)'
-                             % (what, type(e).__name__, e))
+            raise InputError(path, '%s: unreadable pickled data (%s)'
+                             % (what, e or type(e).__name__))   # MemoryError has no text
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise InputError(path, '%s: pickled data does not match its header' % what)
     return array

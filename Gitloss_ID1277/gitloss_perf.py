@@ -18,6 +18,7 @@ import sys
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(MODEL_DIR))
 
+from common.model_folder import use_model_folder  # noqa: E402
 from common.io_utils import run_main  # noqa: E402
 from common.quiet_tf import import_tensorflow  # noqa: E402
 from gitloss_flags import build_parser, parse_flags  # noqa: E402
@@ -31,8 +32,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     import_tensorflow(args.verbose)
-    if MODEL_DIR not in sys.path:   # called in-process, from elsewhere
-        sys.path.insert(0, MODEL_DIR)
+    use_model_folder(MODEL_DIR)   # also when called in-process, after another recipe
     from gitloss_runs import train_perf
     return train_perf(args)
 

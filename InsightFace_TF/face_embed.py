@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(MODEL_DIR))
+from common.model_folder import use_model_folder  # noqa: E402
 from common.flags import HelpFormatter, str2bool  # noqa: E402
 from common.io_utils import InputError, atomic_write, require_dir, require_file  # noqa: E402
 from common.io_utils import run_main  # noqa: E402
@@ -228,8 +229,7 @@ def main(argv=None):
     tf = import_tensorflow(args.verbose)
     tf.disable_v2_behavior()
     from common.run_control import preflight_outputs
-    if MODEL_DIR not in sys.path:   # main() called in-process, from elsewhere
-        sys.path.insert(0, MODEL_DIR)
+    use_model_folder(MODEL_DIR)   # also when called in-process, after another recipe
     import embedding_models   # with model_config, which decision() uses
     if getattr(args, 'output', ''):
         preflight_outputs(files=[('--output', args.output)])
