@@ -88,7 +88,9 @@ def read_npy(path, what='.npy file'):
         if not dtype.hasobject:
             # The header's shape is a claim: check it against the bytes there
             # before numpy allocates for it.
-            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            claimed = dtype.itemsize   # Python ints: no overflow, whatever the claim
+            for size in shape:
+                claimed *= int(size)
             present = os.path.getsize(path) - f.tell()
             if claimed > present:
                 raise InputError(path, '%s is truncated: its header claims %d bytes of data, '
