@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(MODEL_DIR))
 from common.model_folder import use_model_folder  # noqa: E402
 from common.flags import HelpFormatter, add_device_flags  # noqa: E402
 from common.io_utils import InputError, atomic_write, run_main  # noqa: E402
+from common.progress import clock  # noqa: E402
 from common.quiet_tf import add_verbose_flag, import_tensorflow  # noqa: E402
 
 import utils  # noqa: E402
@@ -108,12 +109,6 @@ def progress_line(done, total, started):
     remaining = elapsed / done * (total - done)
     return ('[progress] %d of %d images: elapsed %s, remaining %s (%.1f images/s)'
             % (done, total, clock(elapsed), clock(remaining), done / max(elapsed, 1e-9)))
-
-
-def clock(seconds):
-    """1234.5 -> '0:20:34'."""
-    seconds = int(round(seconds))
-    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
 def extract(tf, sess, pool2, batches, count, batch_size):

@@ -69,7 +69,8 @@ def parse_args(argv):
     parser.add_argument('--ckpt_path', default='./ckpt',
                         help='checkpoint folder; resumes from its latest checkpoint')
     parser.add_argument('--max_steps', type=int, default=0,
-                        help='stop after this many training steps in this run (0: no limit)')
+                        help='stop when the global step reaches this, in place of --epochs (a '
+                             'resumed run continues up to it; 0: --epochs epochs)')
     parser.add_argument('--result_json', default='',
                         help='write FPS, accuracy and losses here (ModelZoo summary)')
     parser.add_argument('--step_timeout_s', type=float, default=STEP_TIMEOUT_S,

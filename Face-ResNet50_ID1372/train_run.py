@@ -19,6 +19,7 @@ from common import run_config
 from common.distribute import DataParallel, discover_cluster
 from common.io_utils import InputError, require_file
 from common.modelzoo_summary import ThroughputMeter, print_run_footprint, write_run_result
+from common.progress import RunProgress
 from common.npu_config import build_device_config
 from common.run_control import (StopOnSignal, check_finite_loss, due, hold_checkpoint_folder,
                                 plan_run, preflight_outputs, restore_checkpoint)
@@ -91,16 +92,16 @@ def plan_data(args, cluster):
 
 def plan_training(args, data):
     """The run's start and stop steps, and the reference weights to start from."""
-    total_steps = args.epochs * data.steps_per_epoch
-    plan = plan_run(args.ckpt_path, total_steps, '--epochs',
-                    run_steps=args.max_steps, needs_fps=bool(args.result_json),
+    # --max_steps, as in InsightFace and Gitloss, is where training stops
+    # (a global step), so a resumed run continues up to it.
+    total_steps = args.max_steps or args.epochs * data.steps_per_epoch
+    plan = plan_run(args.ckpt_path, total_steps, '--max_steps/--epochs',
+                    needs_fps=bool(args.result_json),
                     read_step=lambda ckpt: train_graph.checkpoint_step(ckpt, data.label_count),
                     restart_completed=args.restart_completed)
-    trains = plan.stop_step - plan.start_step
-    if args.max_steps and trains < args.max_steps:
-        print('--max_steps %d: this run trains %d step(s), steps %d..%d: --epochs %d ends '
-              'training at step %d' % (args.max_steps, trains, plan.start_step + 1,
-                                       plan.stop_step, args.epochs, total_steps))
+    print('Training steps %d..%d of %d (%s)'
+          % (plan.start_step + 1, plan.stop_step, total_steps,
+             '--max_steps' if args.max_steps else '--epochs %d' % args.epochs))
     weights = None
     if args.model_path and plan.checkpoint:
         print('Checkpoint %s found: --model_path %s is not used'
@@ -167,6 +168,7 @@ class EpochLoop(object):
         self.global_batch = global_batch
         self.ckpt_path = ckpt_path
         self.meter = ThroughputMeter(warmup=1)
+        self.progress = RunProgress(plan.start_step, plan.stop_step)
         self.logged_costs = []
         self.accuracy = None
         self.last_saved = plan.checkpoint
@@ -186,6 +188,7 @@ class EpochLoop(object):
                 sess, [self.graph.cost, self.graph.train_op, self.graph.learning_rate])
             seconds = self.meter.stop(self.global_batch)  # images/s of all workers
             check_finite_loss(batch_cost, step + 1, self.ckpt_path, self.last_saved)
+            self.progress.step_done(step + 1)
             self.epoch_cost += batch_cost
             if step > self.plan.start_step:  # the run's first step compiles the graph
                 self.timed_steps += 1
@@ -195,6 +198,7 @@ class EpochLoop(object):
             if due(batch_index, LOG_EVERY_BATCHES) or epoch_done or run_done:
                 print('Epoch %i Batch %i Batch Cost %f Learning_rate %g'
                       % (epoch + 1, batch_index, batch_cost, rate))
+                print(self.progress.line(step + 1))
                 self.logged_costs.append(float(batch_cost))
             if self.summaries is not None and due(step + 1, self.summary_steps,
                                                   self.plan.stop_step):

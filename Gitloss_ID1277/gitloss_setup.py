@@ -4,7 +4,6 @@ from __future__ import print_function
 
 import collections
 import os
-import time
 
 import tensorflow.compat.v1 as tf
 
@@ -13,6 +12,7 @@ from google.protobuf import text_format
 from common import run_config
 from common.io_utils import InputError, atomic_write
 from common.modelzoo_summary import ThroughputMeter
+from common.progress import RunProgress
 from common.npu_config import wrap_optimizer
 from common.run_control import plan_run, restore_checkpoint
 from common.synthetic_input import SYNTHETIC_INPUT_LINE, synthetic_dataset
@@ -232,7 +232,7 @@ class TrainingProgress(object):
     ``terms``: the last step's (softmax, center, git) loss terms;
     ``interval_step_time()`` is the mean seconds per step since its previous
     call (the log's train_time); ``progress_line(step)`` the elapsed and
-    remaining time at this run's rate so far (evaluations included).
+    remaining time (common/progress.py: evaluations included).
     """
 
     def __init__(self, batch_size, start_step, stop_step):
@@ -242,7 +242,8 @@ class TrainingProgress(object):
         self.terms = None
         self._interval_seconds = 0.0
         self._interval_steps = 0
-        self._started = time.time()
+        self._step = start_step
+        self._run_progress = RunProgress(start_step, stop_step)
 
     def train_step(self, sess, graph):
         """One optimizer step + center update; returns that batch's (loss, accuracy)."""
@@ -251,6 +252,8 @@ class TrainingProgress(object):
                                              graph.loss_terms])
         self._interval_seconds += self.meter.stop(self.batch_size)
         self._interval_steps += 1
+        self._step += 1
+        self._run_progress.step_done(self._step)
         self.terms = tuple(float(v) for v in terms)
         return float(loss), float(accuracy)
 
@@ -260,14 +263,4 @@ class TrainingProgress(object):
         return seconds
 
     def progress_line(self, step):
-        elapsed = time.time() - self._started
-        rate = elapsed / max(step - self.start_step, 1)
-        return ('[progress] step %d of %d: elapsed %s, remaining %s (%.4f s/step)'
-                % (step, self.stop_step, clock(elapsed), clock(rate * (self.stop_step - step)),
-                   rate))
-
-
-def clock(seconds):
-    """1234.5 -> '0:20:34'."""
-    seconds = int(round(seconds))
-    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+        return self._run_progress.line(step)

@@ -7,7 +7,7 @@ checks that need the data or the network modules are train_runs.check_args.
 import argparse
 import math
 
-from common.flags import (DEFAULT_STEP_TIMEOUT_S, HelpFormatter, add_device_flags,
+from common.flags import (DEFAULT_STEP_TIMEOUT_S, PRECISION_MODES, HelpFormatter, add_device_flags,
                           add_synthetic_input_flag, float_list, int_list, name_list, str2bool)
 from common.io_utils import InputError
 from common.quiet_tf import add_verbose_flag
@@ -61,6 +61,12 @@ def build_parser(description='Trains LResNet-E-IR with ArcFace (or CosFace / com
                              'empty for none')
     parser.add_argument('--eval_db_path', default='./datasets/faces_ms1m_112x112',
                         help='folder of the <name>.bin evaluation sets')
+    parser.add_argument('--eval_precision_mode', default='must_keep_origin_dtype',
+                        choices=PRECISION_MODES,
+                        help='precision of the verification embeddings: fp32 by default, '
+                             'whatever --precision_mode trains in, so the accuracy does not '
+                             'depend on the host (--precision_mode\'s value: the training '
+                             'session computes them, faster)')
     parser.add_argument('--num_output', type=int, default=None,
                         help='number of identities (default: from class_counts.txt in '
                              '--tfrecords_file_path, else %d as for MS1M; WebFace has 10572)'

@@ -21,6 +21,7 @@ import tensorflow.compat.v1 as tf
 from common import run_config
 from common.io_utils import InputError, TrainingError
 from common.modelzoo_summary import ThroughputMeter, print_run_footprint, write_run_result
+from common.progress import RunProgress
 from common.run_control import (StopOnSignal, check_finite_loss, checkpoint_global_step, due,
                                 hold_checkpoint_folder, plan_run, preflight_outputs,
                                 restore_checkpoint, tf_reason)
@@ -29,6 +30,7 @@ import inference
 import model_config
 import train_graph
 import verification
+from verification_embedding import verification_embedding
 from data import eval_data_reader, train_dataset
 from train_flags import REFERENCE_NUM_OUTPUT, check_flags, check_num_output
 
@@ -161,7 +163,9 @@ class TrainingLoop(object):
         # validation: a run that saves nothing leaves the folder as it was.
         self.settings, self.run_config_written = settings, False
         self.writer = None   # the chief's tf.summary.FileWriter, set with the session
+        self.eval_embedding = None   # verification_embedding.py's, with eval_sets
         self.meter = ThroughputMeter(warmup=1)
+        self.progress = RunProgress(plan.start_step, plan.stop_step)
         self.logged_losses = []
         self.history = {}
         self.accuracy = self.last_values = None
@@ -214,6 +218,7 @@ class TrainingLoop(object):
             raise step_error(e, step, self.args.tfrecords_file_path, self.args.num_output)
         seconds = self.meter.stop(self.data.images_per_step)
         check_finite_loss(values['total_loss'], step, self.args.ckpt_path, self.last_saved)
+        self.progress.step_done(step)
         if step > self.plan.start_step + 1:  # the run's first step compiles the graph
             self.interval_images += self.data.images_per_step
             self.interval_seconds += seconds
@@ -227,6 +232,7 @@ class TrainingLoop(object):
               'samples/sec' % ((step - 1) // self.data.steps_per_epoch, step,
                                values['total_loss'], values['inference_loss'],
                                values['wd_loss'], values['accuracy'], rate))
+        print(self.progress.line(step))
         sys.stdout.flush()
         self.logged_losses.append(float(values['total_loss']))
         self.interval_images, self.interval_seconds = 0, 0.0
@@ -266,9 +272,10 @@ class TrainingLoop(object):
         # training step together, so none waits out --step_timeout_s while
         # the chief alone evaluates.
         names = [name for name, _ in self.eval_sets]
+        embedding = self.eval_embedding
         results = verification.verify(
-            [data for _, data in self.eval_sets], names, step, sess, self.ops.embedding,
-            self.args.batch_size, {}, self.ops.eval_images,
+            [data for _, data in self.eval_sets], names, step, embedding.session_for(sess),
+            embedding.embedding, self.args.batch_size, {}, embedding.images,
             roc_dir=self.args.log_file_path if self.dp.is_chief else None)
         accuracies = [result.acc2 for result in results]
         self.accuracy = accuracies[0]
@@ -396,12 +403,16 @@ def train_graph_and_loop(args, dp, device_config, data, eval_sets, plan):
                                                train_graph.train_spec(args),
                                                histograms=args.histograms)
         restore = reference_restore(ops) if from_reference else None
+    eval_embedding = verification_embedding(
+        device_config, args.eval_precision_mode, network, ops.eval_images,
+        ops.embedding) if eval_sets else None
     graph.finalize()
 
     print('%s depth %d (%s), %s loss: %d trainable parameters, %d identities'
           % (args.net_name, args.net_depth, args.unit_type, args.loss_type, ops.parameters,
              args.num_output))
     loop = TrainingLoop(args, dp, ops, data, eval_sets, plan, run_settings(args, network))
+    loop.eval_embedding = eval_embedding
     dp.session_config.log_device_placement = args.log_device_mapping
     with dp.session() as sess:
         writer = None
@@ -415,6 +426,8 @@ def train_graph_and_loop(args, dp, device_config, data, eval_sets, plan):
         finally:
             if writer is not None:
                 writer.close()
+            if eval_embedding is not None:
+                eval_embedding.close()
     return loop
 
 

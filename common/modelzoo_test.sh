@@ -46,7 +46,8 @@ usage: bash $(basename "${BASH_SOURCE[2]}") --data_path=<folder> [options] [--ot
   --data_path=PATH         dataset folder (required)${data_path_help:+
                            $data_path_help}
   --batch_size=N           default $batch_size
-  --train_steps=N          number of training steps${train_steps:+ (default $train_steps)}
+  --train_steps=N          training stops at global step N (a resumed run continues
+                           up to it)${train_steps:+ (default $train_steps)}
   --train_epochs=N         number of epochs${train_epochs:+ (default $train_epochs)}
   --precision_mode=MODE    allow_mix_precision (default), must_keep_origin_dtype, ...
   --device=auto|npu|gpu|cpu

@@ -74,12 +74,11 @@ def move_completed_aside(ckpt_folder, checkpoint):
     return target
 
 
-def plan_run(ckpt_folder, total_steps, raise_flags, run_steps=0, needs_fps=False,
+def plan_run(ckpt_folder, total_steps, raise_flags, needs_fps=False,
              read_step=checkpoint_global_step, restart_completed=False):
     """Where this run starts and stops; InputError when there is nothing to train.
 
     ``total_steps``: the global step at which the whole training ends;
-    ``run_steps``: at most this many steps in this run (0: no limit);
     ``raise_flags``: the flags that lengthen training, named in the message;
     ``needs_fps``: the run must time at least one step after the first;
     ``read_step``: checkpoint -> global step (a recipe may check more there);
@@ -98,11 +97,10 @@ def plan_run(ckpt_folder, total_steps, raise_flags, run_steps=0, needs_fps=False
         raise InputError(checkpoint, 'training is already complete (step %d of %d); raise '
                                      '%s or use another --ckpt_path'
                          % (start_step, total_steps, raise_flags))
-    stop_step = min(total_steps, start_step + run_steps) if run_steps else total_steps
-    if needs_fps and stop_step - start_step < 2:
+    if needs_fps and total_steps - start_step < 2:
         raise InputError(None, 'this run would train %d step(s); FPS needs at least 2 '
-                               '(the first compiles the graph)' % (stop_step - start_step))
-    return RunPlan(checkpoint, start_step, stop_step)
+                               '(the first compiles the graph)' % (total_steps - start_step))
+    return RunPlan(checkpoint, start_step, total_steps)
 
 
 TF_ERROR_BANNERS = re.compile(r'^(Graph execution error|Detected at node|Node:|Original stack '

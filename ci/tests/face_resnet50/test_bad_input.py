@@ -186,7 +186,7 @@ FACE_ROWS = [
      'graph)'),
     ('training already complete', f_complete_checkpoint,
      '[Error] {root}/ckpt/model.ckpt-100: training is already complete (step 100 of 2); '
-     'raise --epochs or use another --ckpt_path'),
+     'raise --max_steps/--epochs or use another --ckpt_path'),
     ('checkpoint data truncated', f_truncated_checkpoint,
      '[Error] {root}/ckpt/model.ckpt-100: checkpoint is damaged or truncated (...)'),
     ('label and name files swapped', f_swapped_label_and_name_files,

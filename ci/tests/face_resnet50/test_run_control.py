@@ -100,17 +100,30 @@ def test_signals_save_and_resume_one_run_per_folder_and_restart(tmp_path, capsys
     assert 'Traceback' not in output
 
     # Complete for 1 epoch (2 steps): refused by default (test_bad_input.py),
-    # moved aside with --restart_completed and trained again from step 0;
-    # --max_steps beyond the end of --epochs says how many steps it trains.
+    # moved aside with --restart_completed and trained again from step 0.
     capsys.readouterr()
-    assert train_resnet.main(face_argv(root, '--epochs', '1', '--restart_completed', 'true',
-                                       '--max_steps', '5')) == 0
+    assert train_resnet.main(face_argv(root, '--epochs', '1', '--restart_completed',
+                                       'true')) == 0
     out = capsys.readouterr().out
-    assert '--max_steps 5: this run trains 2 step(s), steps 1..2: --epochs 1 ends training at ' \
-           'step 2\n' in out
+    assert 'Training steps 1..2 of 2 (--epochs 1)\n' in out
     moved = re.findall(r'^Training in %s was complete \(step %d of 2\): moved it to (.+); '
                        r'starting a new run$' % (re.escape(ckpt), interrupted), out, re.M)
     assert len(moved) == 1, out[-2000:]
     assert re.match(r'^%s\.\d{8}-\d{6}$' % re.escape(ckpt), moved[0]), moved[0]
     assert state_step(moved[0]) == interrupted
     assert state_step(ckpt) == 2 and 'Resuming' not in out
+
+    # --max_steps is the global step training stops at, in place of --epochs:
+    # resumed at step 2, the run trains step 3 alone, then has nothing left.
+    assert train_resnet.main(face_argv(root, '--epochs', '1', '--max_steps', '3')) == 0
+    out = capsys.readouterr().out
+    assert 'Resuming from %s at step 2' % os.path.join(ckpt, 'model.ckpt-2') in out
+    assert 'Training steps 3..3 of 3 (--max_steps)\n' in out
+    assert re.findall(r'^Epoch \d+ Batch \d+ Batch Cost ', out, re.M) == [
+        'Epoch 2 Batch 0 Batch Cost ']
+    assert re.search(r'^\[progress\] step 3 of 3: elapsed \d:\d\d:\d\d, remaining 0:00:00 '
+                     r'\(\d+\.\d{3} s/step\)$', out, re.M), out[-2000:]
+    assert state_step(ckpt) == 3
+    assert error_line(train_resnet.main, face_argv(root, '--max_steps', '3')) == (
+        '[Error] %s: training is already complete (step 3 of 3); raise --max_steps/--epochs '
+        'or use another --ckpt_path' % os.path.join(ckpt, 'model.ckpt-3'))

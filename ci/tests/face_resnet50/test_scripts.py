@@ -165,9 +165,10 @@ def test_performance_run_resumes_and_reuses_the_cache(full_run, device_id, tmp_p
     ckpt = copy_ckpt(full_run, tmp_path)
     cache_path = os.path.join(full_run['root'], 'train_data', '1200_data.npy')
     before = os.stat(cache_path)
+    # --train_steps is the global step training stops at: from step 6, two steps.
     done = run_script('train_performance_1p.sh', device_id,
                       ['--data_path=%s' % full_run['root'], '--ckpt_path=%s' % ckpt,
-                       '--train_epochs=3', '--train_steps=2'] + SHORT_RUN)
+                       '--train_epochs=3', '--train_steps=8'] + SHORT_RUN)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     after = os.stat(cache_path)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

@@ -86,6 +86,12 @@ def test_full_run_logs_the_reference_lines_and_learns(full_run):
     proc, _ = full_run
     lines = LOG_LINE.findall(proc.stdout)
     assert [int(line[1]) for line in lines] == list(range(2, 17, 2))
+    # Each log line is followed by the elapsed and remaining time.
+    progress = re.findall(r'samples/sec\n\[progress\] step (\d+) of 16: elapsed \d:\d\d:\d\d, '
+                          r'remaining (\d):(\d\d):(\d\d) \(\d+\.\d{3} s/step\)$', proc.stdout,
+                          re.M)
+    assert [int(p[0]) for p in progress] == list(range(2, 17, 2))
+    assert progress[-1][1:] == ('0', '00', '00')
     assert [int(line[0]) for line in lines] == [0] * 4 + [1] * 4  # 9 steps per epoch
     losses = [float(line[2]) for line in lines]
     assert np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3]), losses
