@@ -130,7 +130,8 @@ def step_under_update_ops(optimizer, model_fn, inputs, global_step, num_replicas
 @contextlib.contextmanager
 def replaced(owner, name, value):
     """``owner.name`` is ``value`` inside the block (while a graph is built)."""
-    original = getattr(owner, name)
+    # A class's own entry, so that a staticmethod is restored as one.
+    original = vars(owner)[name] if isinstance(owner, type) else getattr(owner, name)
     setattr(owner, name, value)
     try:
         yield

@@ -43,7 +43,7 @@ def train_batch_norm_model(replica_step=None, steps=3):
     rng = np.random.RandomState(0)
     images = rng.normal(size=(8, 6)).astype(np.float32)
     labels = rng.randint(0, 3, 8).astype(np.int64)
-    original = DataParallel._replica_step
+    original = vars(DataParallel)['_replica_step']   # the staticmethod itself
     with tf.Graph().as_default():
         dp = DataParallel(build_device_config('cpu', 'must_keep_origin_dtype', log=False),
                           discover_cluster({}))
