@@ -216,10 +216,16 @@ class DataParallel(object):
     @staticmethod
     def _replica_step(optimizer, model_fn, inputs, global_step, num_replicas):
         loss, metrics = model_fn(inputs)
+        scaled = loss / num_replicas if num_replicas > 1 else loss
+        # The gradients are built outside the update ops' control scope: inside
+        # it, every one of their thousands of ops would get a control edge
+        # from every update op (600k edges on LResNet100E-IR), which graph
+        # construction, Grappler and the executor all pay for. The updates
+        # still run before the weights change, and no gradient reads them.
+        grads_and_vars = optimizer.compute_gradients(scaled)
         update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
         with tf.control_dependencies(update_ops):
-            scaled = loss / num_replicas if num_replicas > 1 else loss
-            train_op = optimizer.minimize(scaled, global_step=global_step)
+            train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
         return train_op, loss, dict(metrics)
 
     def session(self):

@@ -11,6 +11,7 @@ import tensorflow.compat.v1 as tf
 
 from ci import ablations
 from ci.model_import import REPO_ROOT
+from ci.tests.common.test_update_ops_scope import train_batch_norm_model
 
 
 def values_and_gradients(outputs, inputs, sess, feed):
@@ -72,6 +73,16 @@ def test_prelu_and_subsample_alternatives_equal_the_models_forms():
     assert pooled[0].shape == (2, 4, 4, 4)
     for a, b in zip(pooled, sliced):
         np.testing.assert_array_equal(a, b)
+
+
+def test_update_ops_scope_baseline_trains_the_same_values():
+    ours_losses, ours_final, _ = train_batch_norm_model()
+    other_losses, other_final, other_controlled = train_batch_norm_model(
+        ablations.step_under_update_ops)
+    np.testing.assert_array_equal(ours_losses, other_losses)
+    for ours, other in zip(ours_final, other_final):
+        np.testing.assert_array_equal(ours, other)
+    assert any(name.startswith('gradients') for name in other_controlled)
 
 
 def test_next_batch_covers_every_sample_once_an_epoch():
