@@ -96,10 +96,13 @@ def test_a_mixed_precision_run_reports_the_fp32_accuracy_of_its_checkpoint(faces
                 'must_keep_origin_dtype): a session of their own, with the weights of the '
                 'step copied before each validation\n') in out
     (in_training,) = re.findall(ACCURACY % 2, out, re.M)
-    # eval_ckpt_file.py (fp32 by default) on the checkpoint of that step.
-    assert eval_ckpt_file.main([
-        '--ckpt_file=%s' % os.path.join(str(ckpt), 'InsightFace_iter_'),
-        '--ckpt_index_list=2.ckpt', '--eval_db_path=%s' % faces, '--eval_datasets=lfw',
-        '--num_output=%d' % CLASSES, '--batch_size=4', '--device=cpu']) == 0
+    # eval_ckpt_file.py (fp32 by default) on the checkpoint of that step
+    # (in a graph of its own: training finalised the default one).
+    with tf.Graph().as_default():
+        status = eval_ckpt_file.main([
+            '--ckpt_file=%s' % os.path.join(str(ckpt), 'InsightFace_iter_'),
+            '--ckpt_index_list=2.ckpt', '--eval_db_path=%s' % faces, '--eval_datasets=lfw',
+            '--num_output=%d' % CLASSES, '--batch_size=4', '--device=cpu'])
+    assert status == 0
     (evaluated,) = re.findall(ACCURACY % 0, capsys.readouterr().out, re.M)
     assert in_training == evaluated
