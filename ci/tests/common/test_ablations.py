@@ -11,7 +11,7 @@ import tensorflow.compat.v1 as tf
 
 from ci import ablations
 from ci.model_import import REPO_ROOT
-from ci.tests.common.test_update_ops_scope import train_batch_norm_model
+from ci.update_ops_model import train_batch_norm_model
 
 
 def values_and_gradients(outputs, inputs, sess, feed):
