@@ -3,7 +3,7 @@
 Training scripts print ``RunProgress.line(step)`` after their own log line
 (the reference's lines stay as users' scripts grep them):
 
-    [progress] step 120 of 2000: elapsed 0:02:10, remaining 0:33:05 (1.056 s/step)
+    [progress] step 120 of 2000: elapsed 0:02:10, remaining 0:33:05 (1.0560 s/step)
 
 The rate is wall-clock time per step since the run's first step ended, so
 evaluations and checkpoints count and the first step (graph compilation)
@@ -40,6 +40,6 @@ class RunProgress(object):
     def line(self, step):
         now = self._now()
         rate = self.seconds_per_step(step, now)
-        return ('[progress] step %d of %d: elapsed %s, remaining %s (%.3f s/step)'
+        return ('[progress] step %d of %d: elapsed %s, remaining %s (%.4f s/step)'
                 % (step, self.stop_step, clock(now - self._started),
                    clock(rate * (self.stop_step - step)), rate))

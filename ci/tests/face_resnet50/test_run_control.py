@@ -122,7 +122,7 @@ def test_signals_save_and_resume_one_run_per_folder_and_restart(tmp_path, capsys
     assert re.findall(r'^Epoch \d+ Batch \d+ Batch Cost ', out, re.M) == [
         'Epoch 2 Batch 0 Batch Cost ']
     assert re.search(r'^\[progress\] step 3 of 3: elapsed \d:\d\d:\d\d, remaining 0:00:00 '
-                     r'\(\d+\.\d{3} s/step\)$', out, re.M), out[-2000:]
+                     r'\(\d+\.\d{4} s/step\)$', out, re.M), out[-2000:]
     assert state_step(ckpt) == 3
     assert error_line(train_resnet.main, face_argv(root, '--max_steps', '3')) == (
         '[Error] %s: training is already complete (step 3 of 3); raise --max_steps/--epochs '

@@ -88,7 +88,7 @@ def test_full_run_logs_the_reference_lines_and_learns(full_run):
     assert [int(line[1]) for line in lines] == list(range(2, 17, 2))
     # Each log line is followed by the elapsed and remaining time.
     progress = re.findall(r'samples/sec\n\[progress\] step (\d+) of 16: elapsed \d:\d\d:\d\d, '
-                          r'remaining (\d):(\d\d):(\d\d) \(\d+\.\d{3} s/step\)$', proc.stdout,
+                          r'remaining (\d):(\d\d):(\d\d) \(\d+\.\d{4} s/step\)$', proc.stdout,
                           re.M)
     assert [int(p[0]) for p in progress] == list(range(2, 17, 2))
     assert progress[-1][1:] == ('0', '00', '00')
