@@ -91,13 +91,13 @@ def moments_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=0.001
     return tf.nn.batch_normalization(x, mean, variance, offset, scale, epsilon), mean, variance
 
 
-def min_prelu(inputs, name='prelu_layer'):
-    """PReLU as relu(x) + alphas * min(x, 0): the values of TensorLayer's
-    relu(x) + alphas * (x - |x|) / 2 (nets/layers.py) in fewer element-wise ops."""
+def autodiff_prelu(inputs, name='prelu_layer'):
+    """TensorLayer's PReLU relu(x) + alphas * (x - |x|) / 2 as the reference
+    builds it, differentiated op by op (nets/layers.py writes its gradient out)."""
     with tf.variable_scope(name):
         alphas = tf.get_variable('alphas', [layers_module().channels_of(inputs)],
                                  initializer=tf.zeros_initializer())
-        return tf.nn.relu(inputs) + alphas * tf.minimum(inputs, 0.0)
+        return tf.nn.relu(inputs) + alphas * (inputs - tf.abs(inputs)) * 0.5
 
 
 def max_pool_subsample(inputs, stride):
@@ -293,9 +293,14 @@ class TimedStep(object):
     """A training step in its own graph and session, ready to be timed."""
 
     def __init__(self, model, data, precision_mode, inputs='synthetic', xla=False,
-                 replacements=()):
+                 replacements=(), inter_op_threads=None):
         config = build_device_config('cpu', precision_mode, log=False)
         session_config = config.session_config
+        if inter_op_threads is not None:
+            # A process's sessions share the first one's inter-op pool unless
+            # each has its own: two sizes in one process need their own.
+            session_config.use_per_session_threads = True
+            session_config.inter_op_parallelism_threads = inter_op_threads
         if xla:
             session_config.graph_options.optimizer_options.global_jit_level = \
                 tf.OptimizerOptions.ON_1
@@ -379,11 +384,11 @@ ABLATIONS = [
              ('allow_mix_precision (bf16)', {'precision_mode': MIXED}),
              ('must_keep_origin_dtype (fp32)', {'precision_mode': FP32}),
              True, [('gitloss', None), ('resnet50', None), ('lresnet50', None)]),
-    Ablation('prelu', 'PReLU in fewer element-wise ops',
-             ('relu(x) + alphas * (x - abs(x)) / 2 (reference)', {}),
-             ('relu(x) + alphas * min(x, 0)',
-              {'replacements': lambda: [(layers_module(), 'prelu', min_prelu)]}),
-             False, [('lresnet50', FP32), ('lresnet50', MIXED)]),
+    Ablation('prelu', 'PReLU\'s backward pass keeping only its input',
+             ('gradient written out, keeps x', {}),
+             ('differentiated op by op, keeps relu(x), x - |x| and x (reference)',
+              {'replacements': lambda: [(layers_module(), 'prelu', autodiff_prelu)]}),
+             True, [('lresnet50', FP32), ('lresnet50', MIXED)]),
     Ablation('shortcut_subsample', 'the stride-2 identity shortcut',
              ('strided slice x[:, ::2, ::2, :]', {}),
              ('1x1 max pool, stride 2 (reference)',
@@ -396,6 +401,12 @@ ABLATIONS = [
               {'replacements': lambda: [(DataParallel, '_replica_step',
                                          staticmethod(step_under_update_ops))]}),
              True, [('lresnet100', FP32), ('lresnet100', MIXED)], startup=True),
+    Ablation('inter_op_threads', 'how many ops run at once',
+             ('TensorFlow\'s default (one per core)',
+              {'inputs': 'pipeline', 'inter_op_threads': 0}),
+             ('one op at a time (inter_op_parallelism_threads=1)',
+              {'inputs': 'pipeline', 'inter_op_threads': 1}),
+             False, [('resnet50', MIXED), ('lresnet50', FP32), ('lresnet50', MIXED)]),
     Ablation('xla', 'XLA auto-clustering (global_jit_level ON_1)',
              ('off', {}), ('on', {'xla': True}),
              False, [('gitloss', FP32), ('resnet50', FP32)]),

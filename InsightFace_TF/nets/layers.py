@@ -95,11 +95,36 @@ def dense(inputs, units, name, activation=None):
 
 
 def prelu(inputs, name='prelu_layer'):
-    """Per-channel PReLU in TensorLayer's form relu(x) + alphas * (x - |x|) / 2."""
+    """Per-channel PReLU in TensorLayer's form relu(x) + alphas * (x - |x|) / 2,
+    with its gradient written out (``prelu_keeping_input``)."""
     with tf.variable_scope(name):
         alphas = tf.get_variable('alphas', [channels_of(inputs)],
                                  initializer=tf.zeros_initializer())
-        return tf.nn.relu(inputs) + alphas * (inputs - tf.abs(inputs)) * 0.5
+        return prelu_keeping_input(inputs, tf.convert_to_tensor(alphas))
+
+
+@tf.custom_gradient
+def prelu_keeping_input(inputs, alphas):
+    """TensorLayer's PReLU whose backward pass keeps only its input alive.
+
+    Differentiated op by op, the form keeps relu(x), x - |x| and x for the
+    backward pass: three activation-sized tensors per PReLU instead of one,
+    which is most of the difference in peak memory to a framework with a fused
+    PReLU. The gradients are those of the form, also at x = 0:
+    d/dx = [x > 0] + alphas * (1 - sign(x)) / 2 (ReLU's is 0 there, |x|'s is 0),
+    d/dalphas = sum over all but the channel axis of dy * (x - |x|) / 2.
+    """
+    outputs = tf.nn.relu(inputs) + alphas * (inputs - tf.abs(inputs)) * 0.5
+
+    def gradient(output_gradient):
+        above_zero = tf.sign(tf.nn.relu(inputs))
+        below_zero = (1.0 - tf.sign(inputs)) * 0.5
+        inputs_gradient = output_gradient * (above_zero + alphas * below_zero)
+        reduced_axes = list(range(inputs.shape.ndims - 1))
+        alphas_gradient = tf.reduce_sum(
+            output_gradient * (inputs - tf.abs(inputs)) * 0.5, axis=reduced_axes)
+        return inputs_gradient, alphas_gradient
+    return outputs, gradient
 
 
 def batch_norm(inputs, name, training, gamma_trainable=True, decay=BN_DECAY):

@@ -275,6 +275,46 @@ def test_subsampling_shortcut_is_the_reference_1x1_max_pool(nets):
             np.testing.assert_array_equal(*sess.run([ours, reference]))
 
 
+def aliased(tensor):
+    """The tensor an Identity/IdentityN output shares its buffer with."""
+    while tensor.op.type in ('Identity', 'IdentityN'):
+        tensor = tensor.op.inputs[tensor.value_index]
+    return tensor
+
+
+def test_prelu_gradient_equals_tensorlayers_form_and_keeps_only_the_input(nets):
+    """The written-out gradient against TensorFlow's op-by-op derivative of
+    relu(x) + alphas * (x - |x|) / 2, zeros included; and the backward pass
+    reads no forward tensor but x and alphas."""
+    layers = import_model_module(MODEL, 'nets.layers')
+    rng = np.random.RandomState(5)
+    x_value = rng.randn(2, 4, 4, 3).astype(np.float32)
+    x_value[0, 0] = 0.0
+    alphas_value = np.array([0.3, -0.7, 1.2], np.float32)
+    with tf.Graph().as_default() as graph:
+        x = tf.placeholder(tf.float32, x_value.shape)
+        alphas = tf.constant(alphas_value)
+        outputs = layers.prelu_keeping_input(x, alphas)
+        forward_ops = set(graph.get_operations())
+        upstream_value = rng.randn(*x_value.shape).astype(np.float32)
+        upstream = tf.constant(upstream_value)
+        gradients = tf.gradients(outputs, [x, alphas], upstream)
+        read_by_backward = {aliased(t) for op in set(graph.get_operations()) - forward_ops
+                            for t in op.inputs if t.op in forward_ops}
+        form = tf.nn.relu(x) + alphas * (x - tf.abs(x)) * 0.5
+        form_gradients = tf.gradients(form, [x, alphas], upstream)
+        with tf.Session() as sess:
+            ours = sess.run([outputs] + gradients, {x: x_value})
+            theirs = sess.run([form] + form_gradients, {x: x_value})
+    assert read_by_backward <= {x, alphas, upstream}
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    for a, b in zip(ours[1:], theirs[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # At x = 0 the form's slope is alphas / 2 (ReLU and |x| both give 0 there).
+    np.testing.assert_allclose(ours[1][0, 0], upstream_value[0, 0] * alphas_value / 2,
+                               rtol=1e-6)
+
+
 def test_mirrored_strategy_keeps_replica_statistics_equal(nets):
     """Two replicas on two virtual CPU devices: one set of variables, and the
     moving statistics averaged across replicas so their copies stay equal."""
