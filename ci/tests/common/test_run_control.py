@@ -206,20 +206,27 @@ def test_a_second_run_on_the_same_folder_is_refused_until_the_first_ends(tmp_pat
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_asks_the_loop_to_stop_and_a_second_one_acts_at_once(signum):
-    previous = signal.getsignal(signum)
-    with run_control.StopOnSignal() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signum)
-        assert stop.requested
-        stopped = stop.stopped(12, '/x/model.ckpt-12')
-        assert stopped.exit_status == 128 + signum
-        assert str(stopped) == ('%s received at step 12: saved /x/model.ckpt-12; run the same '
-                                'command to resume' % signal.Signals(signum).name)
-        if signum == signal.SIGINT:
-            with pytest.raises(KeyboardInterrupt):
-                os.kill(os.getpid(), signum)
-    assert signal.getsignal(signum) == previous
-
+    # A background job of a non-interactive shell starts with SIGINT ignored,
+    # and a second signal acts as the handler before ours did: make that
+    # Python's own, whatever shell started the tests.
+    outer = signal.signal(signum, signal.default_int_handler
+                          if signum == signal.SIGINT else signal.SIG_DFL)
+    try:
+        previous = signal.getsignal(signum)
+        with run_control.StopOnSignal() as stop:
+            assert not stop.requested
+            os.kill(os.getpid(), signum)
+            assert stop.requested
+            stopped = stop.stopped(12, '/x/model.ckpt-12')
+            assert stopped.exit_status == 128 + signum
+            assert str(stopped) == ('%s received at step 12: saved /x/model.ckpt-12; run the '
+                                    'same command to resume' % signal.Signals(signum).name)
+            if signum == signal.SIGINT:
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), signum)
+        assert signal.getsignal(signum) == previous
+    finally:
+        signal.signal(signum, outer)
 
 
 def test_a_non_utf8_data_path_on_an_ascii_stdout_trains(tmp_path):
