@@ -100,6 +100,8 @@ def prelu(inputs, name='prelu_layer'):
     with tf.variable_scope(name):
         alphas = tf.get_variable('alphas', [channels_of(inputs)],
                                  initializer=tf.zeros_initializer())
+        # The variable's value as an input: tf.custom_gradient then returns its
+        # gradient like any other input's (graph mode, TF 1.15 and 2.x).
         return prelu_keeping_input(inputs, tf.convert_to_tensor(alphas))
 
 
