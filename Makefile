@@ -10,6 +10,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes at once (pytest-xdist; 0 = in this process). Each file's tests
+# stay in one process, so a module's trained-model fixture is built once.
+# Most of a test's time is single-threaded (imports, graph building,
+# subprocess start), so 2 processes finish sooner even on 2 cores.
+TEST_WORKERS ?= 2
+PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: all demo lint test test-fast test-tf115 bench bench-peer ablations venv clean
 
@@ -37,11 +43,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint
-	@$(PY) -m pytest ci/tests $(PYTEST_ARGS); $(PYTEST_EXIT)
+	@$(PY) -m pytest ci/tests $(PARALLEL) $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 # The markers are registered in pytest.ini.
 test-fast: $(STAMP)
-	@$(PY) -m pytest ci/tests -m "not slow and not multiworker" $(PYTEST_ARGS); $(PYTEST_EXIT)
+	@$(PY) -m pytest ci/tests -m "not slow and not multiworker" $(PARALLEL) $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 # TF 1.15 has no wheel past Python 3.7; pyenv keeps one on these machines.
 PYTHON37 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.7*/bin/python3.7) \
@@ -65,7 +71,7 @@ $(STAMP37): requirements.txt requirements-test.txt
 test-tf115: $(STAMP37)
 	$(VENV37)/bin/python -c "import tensorflow as tf; assert tf.__version__ == '1.15.5', tf.__version__"
 	@$(VENV37)/bin/python -m pytest ci/tests -m "not multiworker and (not slow or tf115)" \
-		$(TF115_SKIP) $(PYTEST_ARGS); $(PYTEST_EXIT)
+		$(TF115_SKIP) $(PARALLEL) $(PYTEST_ARGS); $(PYTEST_EXIT)
 
 clean:
 	rm -rf $(VENV) $(VENV37) $(VENV_PEER) build
