@@ -282,10 +282,24 @@ def aliased(tensor):
     return tensor
 
 
+def ancestors(op):
+    """Every op ``op`` waits for: its inputs' and control inputs' ops, transitively."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
 def test_prelu_gradient_equals_tensorlayers_form_and_keeps_only_the_input(nets):
     """The written-out gradient against TensorFlow's op-by-op derivative of
-    relu(x) + alphas * (x - |x|) / 2, zeros included; and the backward pass
-    reads no forward tensor but x and alphas."""
+    relu(x) + alphas * (x - |x|) / 2, zeros included; the backward pass
+    reads no forward tensor but x and alphas, and reads them only once the
+    output's gradient exists (else the executor computes those ops during
+    the forward pass and keeps their results until the backward pass)."""
     layers = import_model_module(MODEL, 'nets.layers')
     rng = np.random.RandomState(5)
     x_value = rng.randn(2, 4, 4, 3).astype(np.float32)
@@ -299,14 +313,21 @@ def test_prelu_gradient_equals_tensorlayers_form_and_keeps_only_the_input(nets):
         upstream_value = rng.randn(*x_value.shape).astype(np.float32)
         upstream = tf.constant(upstream_value)
         gradients = tf.gradients(outputs, [x, alphas], upstream)
-        read_by_backward = {aliased(t) for op in set(graph.get_operations()) - forward_ops
+        # What the gradients are computed from (tf.gradients also adds
+        # zeros_like ops for the IdentityN outputs it has no gradient for,
+        # which nothing reads and no session runs).
+        backward_ops = set().union(*({g.op} | ancestors(g.op) for g in gradients)) - forward_ops
+        read_by_backward = {aliased(t) for op in backward_ops
                             for t in op.inputs if t.op in forward_ops}
+        early = [op.name for op in backward_ops
+                 if ancestors(op) & forward_ops and upstream.op not in ancestors(op)]
         form = tf.nn.relu(x) + alphas * (x - tf.abs(x)) * 0.5
         form_gradients = tf.gradients(form, [x, alphas], upstream)
         with tf.Session() as sess:
             ours = sess.run([outputs] + gradients, {x: x_value})
             theirs = sess.run([form] + form_gradients, {x: x_value})
     assert read_by_backward <= {x, alphas, upstream}
+    assert early == []
     np.testing.assert_array_equal(ours[0], theirs[0])
     for a, b in zip(ours[1:], theirs[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
