@@ -31,7 +31,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    import_tensorflow(args.verbose)
+    import_tensorflow(args.verbose, keras=False)
     use_model_folder(MODEL_DIR)   # also when called in-process, after another recipe
     from gitloss_runs import train_perf
     return train_perf(args)

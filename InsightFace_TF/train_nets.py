@@ -39,7 +39,7 @@ def build_parser(description=__doc__.split('\n')[0]):
 
 def check_args(args):
     """Every check of the flags, --num_output from the data (imports TensorFlow)."""
-    import_tensorflow(args.verbose)
+    import_tensorflow(args.verbose, keras=False)
     return training_module().check_args(args)
 
 
@@ -53,7 +53,7 @@ def train(args, dp, device_config):
 
 def main(argv=None):
     args = train_flags.check_flags(build_parser().parse_args(argv))
-    tf = import_tensorflow(args.verbose)
+    tf = import_tensorflow(args.verbose, keras=False)
     train_runs = training_module()
     from common.distribute import DataParallel
     from common.npu_config import build_device_config

@@ -62,3 +62,38 @@ def test_an_inherited_quiet_level_stays_quiet(level):
     not come back in the child."""
     lines = run_one_step('quiet', {'TF_CPP_MIN_LOG_LEVEL': level})
     assert [line for line in lines if 'an error line stays' not in line] == []
+
+
+WITHOUT_KERAS = '''
+import importlib.util, sys
+from common.quiet_tf import import_tensorflow
+tf = import_tensorflow(keras=False)
+loaded = sorted(name for name in sys.modules if name == "keras" or name.startswith("keras."))
+tf.disable_v2_behavior()
+weights = tf.get_variable("w", [3, 4])
+loss = tf.reduce_sum(tf.matmul(tf.ones([2, 3]), weights))
+step = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+with tf.Session() as sess:
+    sess.run(tf.global_variables_initializer())
+    sess.run(step)
+    print("value", sess.run(loss))
+print("loaded", loaded)
+# Keras was left out of TensorFlow's import only: it still imports afterwards.
+if importlib.util.find_spec("keras") is not None:
+    import keras
+    print("keras", keras.layers.Dense(2)(tf.ones([1, 3])).shape)
+'''
+
+
+def test_training_scripts_load_tensorflow_without_keras_and_keras_stays_importable():
+    done = subprocess.run([sys.executable, '-c', WITHOUT_KERAS], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert 'loaded []' in lines
+    # One momentum step on w from its random start: the loss is a finite number.
+    value = [float(line.split()[1]) for line in lines if line.startswith('value ')]
+    assert len(value) == 1 and value[0] == value[0]
+    if sys.version_info >= (3, 9):   # TensorFlow 2.x, which needs Keras 3
+        assert 'keras (1, 2)' in lines
