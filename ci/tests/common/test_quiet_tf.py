@@ -8,10 +8,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-ONE_STEP = '''
-import sys
-from common.quiet_tf import import_tensorflow
-tf = import_tensorflow(verbose=sys.argv[1] == "verbose")
+# One momentum step of a tiny graph, after `tf = import_tensorflow(...)`.
+TRAIN_ONE_STEP = '''
 tf.disable_v2_behavior()
 weights = tf.get_variable("w", [3, 4])
 loss = tf.reduce_sum(tf.matmul(tf.ones([2, 3]), weights))
@@ -19,7 +17,14 @@ step = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
 with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
     sess.run(step)
-    tf.logging.error("an error line stays")
+    loss_value = sess.run(loss)
+'''
+ONE_STEP = '''
+import sys
+from common.quiet_tf import import_tensorflow
+tf = import_tensorflow(verbose=sys.argv[1] == "verbose")
+''' + TRAIN_ONE_STEP + '''
+tf.logging.error("an error line stays")
 print("trained")
 '''
 
@@ -69,14 +74,8 @@ import importlib.util, sys
 from common.quiet_tf import import_tensorflow
 tf = import_tensorflow(keras=False)
 loaded = sorted(name for name in sys.modules if name == "keras" or name.startswith("keras."))
-tf.disable_v2_behavior()
-weights = tf.get_variable("w", [3, 4])
-loss = tf.reduce_sum(tf.matmul(tf.ones([2, 3]), weights))
-step = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
-with tf.Session() as sess:
-    sess.run(tf.global_variables_initializer())
-    sess.run(step)
-    print("value", sess.run(loss))
+''' + TRAIN_ONE_STEP + '''
+print("value", loss_value)
 print("loaded", loaded)
 # Keras was left out of TensorFlow's import only: it still imports afterwards.
 if importlib.util.find_spec("keras") is not None:
