@@ -78,7 +78,7 @@ def test_no_activation_sized_gradient_op_runs_before_the_loss_gradient(model_nam
     train_op = training_step(model_name)
     early = early_gradient_ops(train_op)
     assert [e for e in early if e[1] > LARGEST_EARLY_BYTES] == []
-    # The check sees the gradient ops at all: some small ones are early.
+    # The graph has gradient ops for the check to look at.
     assert any(GRADIENT_SCOPE.search(op.name) for op in topological_order(train_op))
 
 
