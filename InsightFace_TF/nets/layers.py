@@ -112,8 +112,8 @@ def prelu_keeping_input(inputs, alphas):
     Differentiated op by op, the form keeps relu(x), x - |x| and x for the
     backward pass: three activation-sized tensors per PReLU instead of one
     (7% of an LResNet50E-IR step's peak memory), and this gradient computes
-    nothing from x before the backward pass reaches it. The gradients are those of
-    the form, also at x = 0:
+    nothing from x before the backward pass reaches it. The gradients are
+    those of the form, also at x = 0:
     d/dx = [x > 0] + alphas * (1 - sign(x)) / 2 (ReLU's is 0 there, |x|'s is 0),
     d/dalphas = sum over all but the channel axis of dy * (x - |x|) / 2.
     """
