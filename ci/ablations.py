@@ -100,6 +100,31 @@ def autodiff_prelu(inputs, name='prelu_layer'):
         return tf.nn.relu(inputs) + alphas * (inputs - tf.abs(inputs)) * 0.5
 
 
+def arithmetic_prelu(inputs, name='prelu_layer'):
+    """nets/layers.py's PReLU with its forward and backward passes in
+    TensorLayer's arithmetic (relu, abs and sign) instead of selects."""
+    with tf.variable_scope(name):
+        alphas = tf.get_variable('alphas', [layers_module().channels_of(inputs)],
+                                 initializer=tf.zeros_initializer())
+        return arithmetic_prelu_keeping_input(inputs, tf.convert_to_tensor(alphas))
+
+
+@tf.custom_gradient
+def arithmetic_prelu_keeping_input(inputs, alphas):
+    outputs = tf.nn.relu(inputs) + alphas * (inputs - tf.abs(inputs)) * 0.5
+
+    def gradient(output_gradient):
+        with tf.control_dependencies([output_gradient]):
+            x = tf.identity(inputs)
+        above_zero = tf.sign(tf.nn.relu(x))
+        below_zero = (1.0 - tf.sign(x)) * 0.5
+        inputs_gradient = output_gradient * (above_zero + alphas * below_zero)
+        alphas_gradient = tf.reduce_sum(output_gradient * (x - tf.abs(x)) * 0.5,
+                                        axis=list(range(x.shape.ndims - 1)))
+        return inputs_gradient, alphas_gradient
+    return outputs, gradient
+
+
 def max_pool_subsample(inputs, stride):
     """Every stride-th pixel as the reference computes it, a 1x1 max pool."""
     if stride == 1:
@@ -388,6 +413,11 @@ ABLATIONS = [
              ('gradient written out, keeps x', {}),
              ('differentiated op by op, keeps relu(x), x - |x| and x (reference)',
               {'replacements': lambda: [(layers_module(), 'prelu', autodiff_prelu)]}),
+             True, [('lresnet50', FP32), ('lresnet50', MIXED)]),
+    Ablation('prelu_selects', 'PReLU\'s two passes as selects',
+             ('tf.where_v2 forward and backward', {}),
+             ('relu, abs and sign arithmetic, the same gradient written out',
+              {'replacements': lambda: [(layers_module(), 'prelu', arithmetic_prelu)]}),
              True, [('lresnet50', FP32), ('lresnet50', MIXED)]),
     Ablation('shortcut_subsample', 'the stride-2 identity shortcut',
              ('strided slice x[:, ::2, ::2, :]', {}),

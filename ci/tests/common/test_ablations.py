@@ -56,22 +56,23 @@ def test_prelu_and_subsample_alternatives_equal_the_models_forms():
     layers = ablations.layers_module()
     x_value = np.random.RandomState(1).normal(size=(2, 8, 8, 4)).astype(np.float32)
     x_value[0, 0, :3] = 0.0  # where the written-out gradient has its special case
+    forms = [layers.prelu, ablations.autodiff_prelu, ablations.arithmetic_prelu]
     with tf.Graph().as_default():
         x = tf.placeholder(tf.float32, x_value.shape)
-        ours = layers.prelu(x, 'ours')
-        autodiff_form = ablations.autodiff_prelu(x, 'autodiff_form')
-        ours_alphas, autodiff_alphas = tf.global_variables()
+        outputs = [prelu(x, 'form%d' % i) for i, prelu in enumerate(forms)]
         with tf.Session() as sess:
-            for alphas in (ours_alphas, autodiff_alphas):  # they start at 0: make them count
+            prelus = []
+            for output, alphas in zip(outputs, tf.global_variables()):
+                # They start at 0: make them count.
                 alphas.load(np.array([0.25, -0.5, 1.5, 0.1], np.float32), sess)
-            prelu_ours = values_and_gradients([ours], [x, ours_alphas], sess, {x: x_value})
-            prelu_autodiff = values_and_gradients([autodiff_form], [x, autodiff_alphas], sess,
-                                                  {x: x_value})
+                prelus.append(values_and_gradients([output], [x, alphas], sess, {x: x_value}))
             sliced = values_and_gradients([layers.subsample(x, 2)], [x], sess, {x: x_value})
             pooled = values_and_gradients([ablations.max_pool_subsample(x, 2)], [x], sess,
                                           {x: x_value})
-    for a, b in zip(prelu_ours, prelu_autodiff):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    ours = prelus[0]
+    for other in prelus[1:]:
+        for a, b in zip(ours, other):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     assert pooled[0].shape == (2, 4, 4, 4)
     for a, b in zip(pooled, sliced):
         np.testing.assert_array_equal(a, b)
